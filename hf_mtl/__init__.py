@@ -1,0 +1,34 @@
+"""hf_mtl: multi-task learning as a first-class Transformers citizen.
+
+Importing the package registers `MultiTaskConfig` / `MultiTaskModel` with `AutoConfig` / `AutoModel`, so a
+saved multi-task checkpoint loads with `AutoModel.from_pretrained` and no `trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_multitask import MultiTaskConfig
+from .errors import CheckpointError, HfMtlError, LabelError, TaskError
+from .heads import HEADS
+from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, MultiTaskPreTrainedModel
+from .registry import Registry
+from .tasks import TaskSpec
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
+AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+
+__all__ = [
+    "HEADS",
+    "CheckpointError",
+    "HfMtlError",
+    "LabelError",
+    "MultiTaskConfig",
+    "MultiTaskModel",
+    "MultiTaskModelOutput",
+    "MultiTaskPreTrainedModel",
+    "Registry",
+    "TaskError",
+    "TaskSpec",
+]

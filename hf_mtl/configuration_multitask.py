@@ -1,0 +1,92 @@
+"""`MultiTaskConfig`: the backbone's config plus the task list, saved as one `config.json`."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .errors import TaskError
+from .heads import POOLING_CHOICES
+from .tasks import TaskSpec, check_unique_names
+
+
+class MultiTaskConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MultiTaskModel`]: one shared encoder (any `AutoModel` backbone, BERT-family by default)
+    and one head per task.
+
+    Args:
+        encoder (`PreTrainedConfig` or `dict`, *optional*):
+            Config of the shared encoder, e.g. `AutoConfig.from_pretrained("bert-base-uncased")`. Defaults to a
+            `BertConfig()`.
+        tasks (`list[TaskSpec | dict]`):
+            The tasks, in order: the index of a task in this list is its id in `task_ids`. Each entry has a
+            `name`, a `type` and, for classification types, its `labels` (see [`TaskSpec`]).
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            How sentence-level heads pool token states: `"mean"` (over non-padding tokens) or `"cls"`.
+        classifier_dropout (`float`, *optional*):
+            Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoConfig
+    >>> from hf_mtl import MultiTaskConfig
+    >>> config = MultiTaskConfig(
+    ...     encoder=AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37),
+    ...     tasks=[{"name": "sst2", "type": "sequence_classification", "labels": ["negative", "positive"]}],
+    ... )
+    >>> config.task_names
+    ['sst2']
+    ```
+    """
+
+    model_type = "hf_mtl"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder: dict | PreTrainedConfig | None = None
+    tasks: list = field(default_factory=list)
+    pooling: str = "mean"
+    classifier_dropout: float | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if not isinstance(self.tasks, (list, tuple)):
+            raise TaskError(f"`tasks` must be a list of TaskSpec or dicts, got {type(self.tasks).__name__}.")
+        specs = [TaskSpec.from_any(task) for task in self.tasks]
+        check_unique_names(specs)
+        self.tasks = [spec.to_dict() for spec in specs]
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"Unknown pooling {self.pooling!r}. Choose one of: {', '.join(POOLING_CHOICES)}.")
+
+    @property
+    def task_specs(self) -> list[TaskSpec]:
+        return [TaskSpec.from_any(task) for task in self.tasks]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    def task_index(self, name: str) -> int:
+        """Index of task `name` (its id in `task_ids`); a clear error for an unknown name."""
+        names = self.task_names
+        if name not in names:
+            raise TaskError(f"Unknown task {name!r}. This model's tasks are: {', '.join(names) or '(none)'}.")
+        return names.index(name)
+
+    def task_spec(self, name: str) -> TaskSpec:
+        return TaskSpec.from_any(self.tasks[self.task_index(name)])
+
+    def get_head_dropout(self) -> float:
+        if self.classifier_dropout is not None:
+            return self.classifier_dropout
+        return getattr(self.encoder, "hidden_dropout_prob", 0.1)
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        # Always write the task list, even when it equals the (empty) default, so a checkpoint is self-describing.
+        output = super().to_diff_dict()
+        output["tasks"] = self.tasks
+        return output

@@ -1,0 +1,23 @@
+"""Task heads, one file per task type, registered under the type name used in `TaskSpec.type`."""
+
+from .base import POOLING_CHOICES, PooledHead, TaskHead, pool
+from .registry import HEADS
+from .multi_label_classification import MultiLabelClassificationHead
+from .multiple_choice import MultipleChoiceHead
+from .regression import RegressionHead
+from .sequence_classification import SequenceClassificationHead
+from .token_classification import TokenClassificationHead
+
+
+__all__ = [
+    "HEADS",
+    "POOLING_CHOICES",
+    "MultiLabelClassificationHead",
+    "MultipleChoiceHead",
+    "PooledHead",
+    "RegressionHead",
+    "SequenceClassificationHead",
+    "TaskHead",
+    "TokenClassificationHead",
+    "pool",
+]

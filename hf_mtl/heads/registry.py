@@ -1,0 +1,5 @@
+from ..registry import Registry
+
+
+HEADS = Registry("task type")
+"""Task type -> head class. Registering a new head (one file, one decorator) makes its type valid in `TaskSpec`."""

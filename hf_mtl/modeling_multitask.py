@@ -1,0 +1,400 @@
+"""`MultiTaskModel`: one shared encoder, one head per task, routed by task name or per-row task ids."""
+
+from __future__ import annotations
+
+import inspect
+import logging as _logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from .configuration_multitask import MultiTaskConfig
+from .errors import CheckpointError, TaskError
+from .heads import HEADS, TaskHead
+from .tasks import TaskSpec, check_unique_names
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class MultiTaskModelOutput(ModelOutput):
+    r"""
+    Output of [`MultiTaskModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Mean of the per-task losses weighted by each task's number of rows in the batch (for a one-task batch,
+            that task's loss). Trainers that weight tasks use `task_losses` instead.
+        logits (`torch.FloatTensor`, *optional*):
+            The head's output when the batch holds a single task (`task=` call, or `task_ids` with one value):
+            `[batch, num_labels]`, `[batch]` for regression, `[batch, seq_len, num_labels]` for token
+            classification, `[batch, num_choices]` for multiple choice. `None` for a mixed batch.
+        task_logits (`dict[str, torch.FloatTensor]`):
+            Logits of each task present in the batch, for its rows in batch order.
+        task_indices (`dict[str, torch.LongTensor]`):
+            Row indices (into the batch) of each task present in the batch.
+        task_losses (`dict[str, torch.FloatTensor]`, *optional*, returned when `labels` is given):
+            Unweighted mean loss of each task present in the batch.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            The encoder's hidden states, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            The encoder's attention weights, when `output_attentions=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    task_logits: dict[str, torch.FloatTensor] | None = None
+    task_indices: dict[str, torch.LongTensor] | None = None
+    task_losses: dict[str, torch.FloatTensor] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def _build_encoder(encoder_config: PreTrainedConfig) -> PreTrainedModel:
+    """The shared backbone, without its pooler where the architecture has one: heads pool for themselves."""
+    model_class = AutoModel._model_mapping[type(encoder_config)]
+    kwargs = {}
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        kwargs["add_pooling_layer"] = False
+    return AutoModel.from_config(encoder_config, **kwargs)
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    config_class = MultiTaskConfig
+    config: MultiTaskConfig
+    # Plain backbone checkpoints (keys without a prefix) load into `encoder.*`.
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # The loss is a mean over the rows of the batch: the Trainer must not rescale it by `num_items_in_batch`.
+    accepts_loss_kwargs = False
+    # Only `logits` is a prediction; the per-task dicts are for trainers and callers that ask for them.
+    _keys_to_ignore_at_inference = ["task_logits", "task_indices", "task_losses", "hidden_states", "attentions"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # Heads follow the encoder's initialisation scale; the encoder initialises itself.
+        std = getattr(self.config.encoder, "initializer_range", 0.02)
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class MultiTaskModel(MultiTaskPreTrainedModel):
+    r"""
+    A shared encoder (any `AutoModel` backbone; BERT-family by default) with one head per task.
+
+    Call it with `task="name"` for a one-task batch, or with `task_ids` (one task index per row, indices into
+    `config.task_names`) for a batch that mixes tasks: the encoder runs once on the whole batch and each row goes
+    to its task's head.
+
+    Example:
+
+    ```python
+    >>> from hf_mtl import MultiTaskModel
+    >>> model = MultiTaskModel.from_backbone(
+    ...     "sentence-transformers/all-MiniLM-L6-v2",
+    ...     tasks=[
+    ...         {"name": "sst2", "type": "sequence_classification", "labels": ["negative", "positive"]},
+    ...         {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "I-PER"]},
+    ...     ],
+    ... )
+    >>> outputs = model(**tokenizer("a gripping film", return_tensors="pt"), task="sst2")
+    ```
+    """
+
+    def __init__(self, config: MultiTaskConfig):
+        super().__init__(config)
+        self.encoder = _build_encoder(config.encoder)
+        self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
+        self.post_init()
+
+    # ------------------------------------------------------------------ building
+
+    def _build_head(self, spec: TaskSpec) -> TaskHead:
+        head_class = HEADS.get(spec.type)
+        return head_class(
+            spec,
+            hidden_size=self.config.encoder.hidden_size,
+            dropout=self.config.get_head_dropout(),
+            pooling=self.config.pooling,
+        )
+
+    @classmethod
+    def from_backbone(
+        cls,
+        pretrained_model_name_or_path: str,
+        tasks: list[TaskSpec | dict[str, Any]],
+        *,
+        strict: bool = False,
+        output_loading_info: bool = False,
+        config_kwargs: dict[str, Any] | None = None,
+        **from_pretrained_kwargs,
+    ):
+        r"""
+        Build a multi-task model on the weights of a plain backbone checkpoint (e.g. `bert-base-uncased` or the
+        local all-MiniLM-L6-v2 directory). The heads are new; every encoder weight the checkpoint lacks is
+        reported in a warning (or raises with `strict=True`).
+
+        Args:
+            pretrained_model_name_or_path (`str`): Hub id or local directory of the backbone.
+            tasks (`list[TaskSpec | dict]`): The tasks (see [`TaskSpec`]).
+            strict (`bool`, *optional*, defaults to `False`):
+                Raise `CheckpointError` instead of warning when an encoder weight is not in the checkpoint.
+            output_loading_info (`bool`, *optional*, defaults to `False`):
+                Also return a dict with `missing_keys` (encoder weights left random), `unexpected_keys`
+                (checkpoint weights not used) and `new_head_keys`.
+            config_kwargs (`dict`, *optional*): Extra [`MultiTaskConfig`] arguments (`pooling`, ...).
+            from_pretrained_kwargs: Passed to `AutoModel.from_pretrained` (`revision`, `token`, `dtype`, ...).
+        """
+        backbone, info = AutoModel.from_pretrained(
+            pretrained_model_name_or_path, output_loading_info=True, **from_pretrained_kwargs
+        )
+        config = cls.config_class(encoder=backbone.config, tasks=tasks, **(config_kwargs or {}))
+        model = cls(config)
+        result = model.encoder.load_state_dict(backbone.state_dict(), strict=False)
+        missing = sorted(set(info.get("missing_keys", ())) | set(result.missing_keys))
+        unexpected = sorted(set(info.get("unexpected_keys", ())) | set(result.unexpected_keys))
+        new_heads = [f"heads.{name}.{key}" for name, head in model.heads.items() for key in head.state_dict()]
+        if missing:
+            message = (
+                f"{len(missing)} encoder weight(s) were NOT found in {pretrained_model_name_or_path!r} and are "
+                f"randomly initialised: {', '.join('encoder.' + key for key in missing)}."
+            )
+            if strict:
+                raise CheckpointError(message + " Check that the checkpoint is a backbone of this architecture.")
+            logger.warning(message + " Train before use, or pass a checkpoint that holds them.")
+        if unexpected:
+            logger.info(
+                f"Checkpoint weights not used by the encoder (e.g. a pooler or an MLM head): {', '.join(unexpected)}."
+            )
+        logger.info(f"New task heads (train them): {', '.join(model.heads)}.")
+        model.to(dtype=backbone.dtype)
+        model.config.name_or_path = str(pretrained_model_name_or_path)
+        if output_loading_info:
+            return model, {"missing_keys": missing, "unexpected_keys": unexpected, "new_head_keys": new_heads}
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing an hf_mtl checkpoint whose weights do not match its config."""
+        want_info = kwargs.pop("output_loading_info", False)
+        # Size mismatches are collected and reported below with the task they belong to, unless the caller opts in.
+        allow_resize = kwargs.pop("ignore_mismatched_sizes", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+        )
+        _check_checkpoint_matches(model, info, pretrained_model_name_or_path, allow_resize)
+        return (model, info) if want_info else model
+
+    def add_task(self, task: TaskSpec | dict[str, Any]) -> TaskHead:
+        """Add a task and its (newly initialised) head to a built model. Returns the head."""
+        spec = TaskSpec.from_any(task)
+        check_unique_names(self.config.task_specs + [spec])
+        head = self._build_head(spec)
+        head.apply(self._init_weights)
+        reference = next(self.encoder.parameters())
+        head.to(device=reference.device, dtype=reference.dtype)
+        head.train(self.training)
+        self.heads[spec.name] = head
+        self.config.tasks = self.config.tasks + [spec.to_dict()]
+        return head
+
+    def remove_task(self, name: str) -> None:
+        """Remove a task and its head. The ids of the tasks after it in `config.task_names` shift down by one."""
+        index = self.config.task_index(name)
+        del self.heads[name]
+        self.config.tasks = self.config.tasks[:index] + self.config.tasks[index + 1 :]
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(
+        self, task_ids: torch.LongTensor, encoder_inputs: dict[str, torch.Tensor | bool | None]
+    ) -> tuple[torch.Tensor, Any]:
+        """Run the shared encoder once on the whole batch; returns (token states, the encoder's output)."""
+        encoder_outputs = self.encoder(**encoder_inputs)
+        return encoder_outputs.last_hidden_state, encoder_outputs
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        task: str | None = None,
+        task_ids: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> MultiTaskModelOutput:
+        r"""
+        Args:
+            labels (`torch.Tensor`, *optional*):
+                For a `task=` call, the head's labels: class ids `[batch]`, floats `[batch]` (regression), multi-hot
+                `[batch, num_labels]`, token labels `[batch, seq_len]` (-100 ignored) or choice indices `[batch]`.
+                For a mixed `task_ids` batch, one row per example in its task's format, right-padded with -100 to
+                a common width (`[batch]` when every task present has scalar labels).
+            task (`str`, *optional*):
+                Name of the task of every row. Exactly one of `task` and `task_ids` is required.
+            task_ids (`torch.LongTensor` of shape `[batch]`, *optional*):
+                Per-row task index into `config.task_names`, for a batch that mixes tasks (multiple-choice tasks
+                cannot be mixed: their inputs have another shape).
+        """
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None:
+            raise ValueError("Pass `input_ids` or `inputs_embeds`.")
+        labels_are_padded = task is None  # mixed-task collators pad every row's labels to a common width
+        task_ids, single_task = self._resolve_tasks(task, task_ids, reference)
+        input_shape = reference.shape[:-1] if inputs_embeds is not None else reference.shape
+        encoder_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+            "inputs_embeds": inputs_embeds,
+        }
+        head_input_shape = input_shape
+        if single_task is not None and not self.heads[single_task].mixable:
+            # Multiple choice: [batch, num_choices, seq_len] -> [batch * num_choices, seq_len] for the encoder.
+            if len(input_shape) != 3:
+                raise ValueError(
+                    f"Task {single_task!r} is {self.heads[single_task].task_type!r}: inputs must be "
+                    f"[batch, num_choices, seq_len], got {tuple(input_shape)}."
+                )
+            encoder_inputs = {key: v.flatten(0, 1) if v is not None else None for key, v in encoder_inputs.items()}
+            encoder_task_ids = task_ids.repeat_interleave(input_shape[1])
+        elif len(input_shape) != 2:
+            raise ValueError(f"Expected inputs of shape [batch, seq_len], got {tuple(input_shape)}.")
+        else:
+            encoder_task_ids = task_ids
+        encoder_inputs = {key: value for key, value in encoder_inputs.items() if value is not None}
+        if output_hidden_states:
+            encoder_inputs["output_hidden_states"] = True
+        if output_attentions:
+            encoder_inputs["output_attentions"] = True
+
+        hidden, encoder_outputs = self.encode(encoder_task_ids, encoder_inputs)
+        mask = encoder_inputs.get("attention_mask")
+
+        task_logits, task_indices, task_losses = {}, {}, {}
+        batch_size = input_shape[0]
+        for index in [self.config.task_index(single_task)] if single_task else torch.unique(task_ids).tolist():
+            name = self.config.task_names[index]
+            head = self.heads[name]
+            if single_task is not None:  # the whole batch: no gather needed
+                rows = torch.arange(batch_size, device=hidden.device)
+                head_hidden, head_mask, row_shape, row_labels = hidden, mask, head_input_shape, labels
+            else:
+                rows = (task_ids == index).nonzero(as_tuple=True)[0]
+                head_hidden, head_mask = hidden[rows], (mask[rows] if mask is not None else None)
+                row_shape = torch.Size((rows.numel(), *input_shape[1:]))
+                row_labels = labels[rows] if labels is not None else None
+            task_logits[name] = head(head_hidden, head_mask, rows.numel())
+            task_indices[name] = rows
+            if row_labels is not None:
+                if labels_are_padded:
+                    row_labels = head.labels_from_padded(row_labels, row_shape)
+                head.check_labels(row_labels, row_shape)
+                task_losses[name] = head.compute_loss(task_logits[name], row_labels)
+
+        loss = None
+        if task_losses:
+            loss = sum(task_losses[name] * (task_indices[name].numel() / batch_size) for name in task_losses)
+        return MultiTaskModelOutput(
+            loss=loss,
+            logits=task_logits[single_task] if single_task is not None else None,
+            task_logits=task_logits,
+            task_indices=task_indices,
+            task_losses=task_losses or None,
+            hidden_states=getattr(encoder_outputs, "hidden_states", None),
+            attentions=getattr(encoder_outputs, "attentions", None),
+        )
+
+    def _resolve_tasks(
+        self, task: str | None, task_ids: torch.Tensor | None, reference: torch.Tensor
+    ) -> tuple[torch.LongTensor, str | None]:
+        """Per-row task ids, and the task name when the whole batch is one task."""
+        if (task is None) == (task_ids is None):
+            raise TaskError(
+                "Pass exactly one of `task` (the task name of every row) and `task_ids` (a task index per row); got "
+                + ("both." if task is not None else "neither.")
+                + f" Tasks of this model: {', '.join(self.config.task_names) or '(none)'}."
+            )
+        batch_size = reference.shape[0]
+        if task is not None:
+            if not isinstance(task, str):
+                raise TaskError(f"`task` is a task name (str), got {type(task).__name__}: {task!r}. Use `task_ids` for per-row ids.")
+            index = self.config.task_index(task)
+            return torch.full((batch_size,), index, dtype=torch.long, device=reference.device), task
+        task_ids = torch.as_tensor(task_ids, device=reference.device)
+        if task_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+            raise TaskError(f"`task_ids` must hold integer task indices, got dtype {task_ids.dtype}.")
+        if task_ids.shape != (batch_size,):
+            raise TaskError(f"`task_ids` must have shape ({batch_size},) (one task index per row), got {tuple(task_ids.shape)}.")
+        task_ids = task_ids.long()
+        num_tasks = len(self.config.task_names)
+        if task_ids.numel() and (task_ids.min() < 0 or task_ids.max() >= num_tasks):
+            bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)][0].item()
+            raise TaskError(
+                f"Task id {bad} is out of range: this model has {num_tasks} task(s), ids 0..{num_tasks - 1} "
+                f"({', '.join(f'{i}={n}' for i, n in enumerate(self.config.task_names))})."
+            )
+        present = torch.unique(task_ids).tolist()
+        if len(present) == 1:
+            return task_ids, self.config.task_names[present[0]]
+        unmixable = [self.config.task_names[i] for i in present if not self.heads[self.config.task_names[i]].mixable]
+        if unmixable:
+            raise TaskError(
+                f"Task(s) {unmixable} cannot share a mixed-task batch (their inputs are [batch, num_choices, seq_len]); "
+                "batch them on their own with `task=`."
+            )
+        return task_ids, None
+
+
+def _check_checkpoint_matches(model: MultiTaskModel, info: dict, source, allow_resize: bool) -> None:
+    """Raise when an hf_mtl checkpoint's weights disagree with its config (a head too many, too few, or resized)."""
+    missing = list(info.get("missing_keys") or [])
+    unexpected = list(info.get("unexpected_keys") or [])
+    mismatched = list(info.get("mismatched_keys") or [])
+    head_missing = sorted({key.split(".")[1] for key in missing if key.startswith("heads.")})
+    head_unexpected = sorted({key.split(".")[1] for key in unexpected if key.startswith("heads.")})
+    loaded_head_keys = {key for key in model.state_dict() if key.startswith("heads.")} - set(missing)
+    checkpoint_has_heads = bool(head_unexpected or loaded_head_keys)
+    problems = []
+    if head_unexpected:
+        problems.append(f"heads in the weights but not in the config: {head_unexpected}")
+    if head_missing and checkpoint_has_heads:
+        problems.append(f"heads in the config but not in the weights: {head_missing}")
+    encoder_missing = [key for key in missing if key.startswith("encoder.")]
+    if encoder_missing and checkpoint_has_heads:
+        problems.append(f"encoder weights missing from the checkpoint: {encoder_missing[:5]}{' ...' if len(encoder_missing) > 5 else ''}")
+    if mismatched and not allow_resize:
+        names = sorted({str(entry[0] if isinstance(entry, (tuple, list)) else entry) for entry in mismatched})
+        problems.append(
+            f"weights whose shapes differ from the config (e.g. a head's label count changed): {names[:6]}"
+            " (pass `ignore_mismatched_sizes=True` to re-initialise them on purpose)"
+        )
+    if problems:
+        raise CheckpointError(
+            f"The checkpoint {str(source)!r} does not match its config: " + "; ".join(problems) + ". "
+            "Re-save the model with `save_pretrained` (which writes both together), or load the config that "
+            "belongs to these weights."
+        )
+    if head_missing and not checkpoint_has_heads:
+        logger.warning(
+            f"{str(source)!r} holds no task heads; heads {head_missing} are newly initialised. To start from a "
+            "backbone checkpoint, `MultiTaskModel.from_backbone` reports exactly what it loaded."
+        )

