@@ -16,7 +16,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["hf_mtl", "hf_mtl.*"]),
+    # Model card templates live at the repository root (model_cards/) and install as hf_mtl/model_cards/.
+    packages=find_packages(include=["hf_mtl", "hf_mtl.*"]) + ["hf_mtl.model_cards"],
+    package_dir={"hf_mtl.model_cards": "model_cards"},
+    package_data={"hf_mtl.model_cards": ["*.md"]},
     install_requires=[
         # torch first, on its own line in the README: `pip install torch==2.13.0` (a CPU build here).
         "torch>=2.4",
