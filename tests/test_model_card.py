@@ -1,0 +1,209 @@
+import re
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoConfig, BertTokenizer
+
+from hf_mtl import MultiTaskConfig, MultiTaskModel
+from hf_mtl.model_card import build_model_card, load_template, read_eval_results, save_model_card
+
+from .conftest import ALL_TASKS, tiny_bert_config
+
+
+FAKE_TOKEN = "hf_" + "Zq4Xw9Lk2Pm7Rt5Vb8Nc3Hd6Jf1Gs0Ya"  # the shape of a real token, 30+ characters after hf_
+WORDS = "a an and the first second one example sky is blue made of cheese film good bad".split()
+
+
+def save_tiny_checkpoint(directory, tasks, encoder=None):
+    """A tiny random model and a matching word-level BERT tokenizer, saved together as a user would push them."""
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder or tiny_bert_config(), tasks=tasks)).eval()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + WORDS
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return model, tokenizer
+
+
+@pytest.fixture
+def config(all_tasks):
+    return MultiTaskConfig(encoder=tiny_bert_config(), tasks=all_tasks)
+
+
+def code_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_card_states_tasks_labels_backbone_and_metadata(config):
+    card = build_model_card(config, model_id="me/mtl-tiny")
+    text = card.content
+    for task in ALL_TASKS:
+        assert re.search(rf"\| `{task['name']}` \| {task['type']} \|", text), task["name"]
+        for label in task.get("labels") or []:
+            assert label in text
+    assert "(index of the right choice)" in text and "(a real value)" in text
+    assert "bert, 2 layers, hidden size 32" in text
+    assert "none recorded" in text  # a random encoder: no base model is claimed
+    data = card.data
+    assert data.library_name == "transformers"
+    assert {"hf_mtl", "multi-task"} <= set(data.tags)
+    assert data.pipeline_tag is None  # a pipeline cannot pass `task=`
+    assert data.base_model is None and data.eval_results is None
+    assert "Training data\n\nNot stated." in text
+
+
+def test_eval_results_round_trip_through_model_index(config, tmp_path):
+    results = {"sst2": {"accuracy": 0.875, "f1": 0.8612}, "nli": {"accuracy": 0.61}, "ner": {"seqeval_f1": 0.5}}
+    # sst2 and nli share a Hub dataset and a pipeline type: model-index must still keep them apart.
+    card = build_model_card(
+        config, model_id="me/mtl-tiny", eval_results=results, datasets={"sst2": "nyu-mll/glue", "nli": "nyu-mll/glue"}
+    )
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert read_eval_results(loaded) == results
+    flat = {(r.task_name, r.metric_type): r.metric_value for r in loaded.data.eval_results}
+    assert flat == {(t, m): v for t, ms in results.items() for m, v in ms.items()}
+    by_task = {r.task_name: r for r in loaded.data.eval_results}
+    assert by_task["sst2"].dataset_type == "nyu-mll/glue" and by_task["sst2"].dataset_config == "sst2"
+    assert by_task["ner"].task_type == "token-classification"
+    assert loaded.data.to_dict()["model-index"][0]["name"] == "me/mtl-tiny"
+    assert len(loaded.data.to_dict()["model-index"][0]["results"]) == 3
+    assert "| `sst2` | f1 | 0.8612 |" in loaded.text
+    assert loaded.data.datasets == ["nyu-mll/glue"] and sorted(loaded.data.metrics) == ["accuracy", "f1", "seqeval_f1"]
+    # numpy / torch scalars are accepted and stored as plain floats
+    card = build_model_card(config, eval_results={"sts": {"pearson": torch.tensor(0.25)}})
+    assert read_eval_results(card) == {"sts": {"pearson": 0.25}}
+
+
+def test_no_secret_lands_in_the_card(config):
+    training = {
+        "learning_rate": 3e-5,
+        "weighting": {"strategy": "uncertainty", "api_key": "sk-abc123", "nested": [{"Password": "hunter2"}]},
+        "hub_token": FAKE_TOKEN,
+        "HF_TOKEN": "x",
+        "wandb_secret": "wandb-secret-value",
+        "push_to_hub_model_key": "keyvalue",
+        "run_name": f"run-with-{FAKE_TOKEN}",
+    }
+    recipe = f"model:\n  backbone: minilm\nhub_token: {FAKE_TOKEN}\napi-key: 'plain-secret-42'\nlr: 3e-5  # peak\n"
+    card = build_model_card(
+        config,
+        model_id="me/mtl-tiny",
+        training=training,
+        recipe=recipe,
+        datasets={"sst2": f"local files, fetched with {FAKE_TOKEN}"},
+        notes=f"Pushed with {FAKE_TOKEN}.",
+    )
+    text = card.content
+    for secret in (FAKE_TOKEN, "sk-abc123", "hunter2", "wandb-secret-value", "keyvalue", "plain-secret-42"):
+        assert secret not in text, secret
+    for dropped in ("api_key", "Password", "HF_TOKEN", "wandb_secret", "push_to_hub_model_key"):
+        assert f"| {dropped}" not in text and f".{dropped}" not in text
+    assert "| learning_rate | 3e-05 |" in text and "| weighting.strategy | uncertainty |" in text
+    assert "run-with-<redacted>" in text
+    assert "hub_token: <redacted>" in text and "lr: 3e-5  # peak" in text  # the recipe keeps its layout
+    dict_recipe = build_model_card(config, recipe={"lr": 1e-4, "hub": {"token": FAKE_TOKEN, "repo": "me/x"}}).content
+    assert FAKE_TOKEN not in dict_recipe and "repo: me/x" in dict_recipe
+
+
+def test_generated_data_is_stated_and_hub_datasets_are_linked(config):
+    datasets = {
+        "sst2": "nyu-mll/glue",
+        "nli": "local files: data/nli/train.jsonl",
+        "sts": "generated by hf_mtl: synthetic sentence pairs scored by word overlap",
+    }
+    card = build_model_card(config, datasets=datasets, eval_results={"sts": {"pearson": 0.9}})
+    text = card.content
+    assert "> **Generated data.** Task `sts` uses data generated by a program" in text
+    assert "| `sts` | generated by hf_mtl: synthetic sentence pairs scored by word overlap | **generated**" in text
+    assert "[Hub dataset](https://huggingface.co/datasets/nyu-mll/glue)" in text
+    assert "| `nli` | local files: data/nli/train.jsonl | as described |" in text
+    assert "| `ner` | not stated |" in text
+    assert card.data.datasets == ["nyu-mll/glue"]  # local files and generated data are no Hub ids
+    assert card.data.eval_results[0].dataset_name.startswith("generated by hf_mtl")
+    real = build_model_card(config, datasets={"sst2": "nyu-mll/glue"}).content
+    assert "Generated data" not in real
+
+
+def test_base_model_defaults(config, minilm_path):
+    minilm = MultiTaskConfig(encoder=AutoConfig.from_pretrained(minilm_path), tasks=ALL_TASKS[:1])
+    assert minilm.encoder.name_or_path == minilm_path
+    card = build_model_card(minilm)  # the packaged copy of all-MiniLM-L6-v2 is named by its Hub id
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert minilm_path not in card.content
+    local = tiny_bert_config()
+    local._name_or_path = "/home/someone/checkpoints/my-bert"
+    card = build_model_card(MultiTaskConfig(encoder=local, tasks=ALL_TASKS[:1]))
+    assert card.data.base_model is None and "/home/someone" not in card.content
+    assert "a local checkpoint (`my-bert`)" in card.content
+    assert (
+        build_model_card(config, base_model="google-bert/bert-base-uncased").data.base_model
+        == "google-bert/bert-base-uncased"
+    )
+    config._name_or_path = "me/mtl-v1"  # fine-tuned from another hf_mtl model on the Hub
+    assert build_model_card(config, model_id="me/mtl-v2").data.base_model == "me/mtl-v1"
+
+
+def test_training_table_transfer_table_and_recipe(config):
+    training = {
+        "weighting": "gradnorm",
+        "sampling": {"strategy": "temperature", "temperature": 2.0},
+        "batching": "homogeneous",
+        "max_steps": 300,
+        "learning_rate": 5e-5,
+        "seed": 13,
+    }
+    transfer = [
+        {"task": "sst2", "metric": "accuracy", "single": 0.81, "multi": 0.835, "single_std": 0.012, "multi_std": 0.004},
+        {"task": "sts", "metric": "pearson", "single": 0.7, "multi": 0.65, "delta": -0.05},
+    ]
+    recipe = "tasks:\n  - name: sst2\nnotes: |\n  ```not a fence```\n"
+    text = build_model_card(config, training=training, transfer_table=transfer, recipe=recipe).content
+    assert "| sampling.temperature | 2.0 |" in text and "| max_steps | 300 |" in text and "| seed | 13 |" in text
+    assert "| `sst2` | accuracy | 0.8100 ± 0.0120 | 0.8350 ± 0.0040 | +0.0250 |" in text
+    assert "| `sts` | pearson | 0.7000 | 0.6500 | -0.0500 |" in text
+    assert "<details>\n<summary>Training recipe (YAML)</summary>\n\n~~~~yaml\ntasks:\n  - name: sst2" in text
+    with pytest.raises(ValueError, match=r"missing \['multi'\]"):
+        build_model_card(config, transfer_table=[{"task": "sst2", "metric": "accuracy", "single": 0.8}])
+    with pytest.raises(ValueError, match="unknown task"):
+        build_model_card(config, transfer_table=[{"task": "qqp", "metric": "f1", "single": 0.8, "multi": 0.9}])
+
+
+def test_bad_arguments_name_the_value_and_the_fix(config):
+    with pytest.raises(ValueError, match=r"names task\(s\) \['sst3'\].*its tasks are: sst2, nli"):
+        build_model_card(config, eval_results={"sst3": {"accuracy": 0.9}})
+    with pytest.raises(TypeError, match=r"eval_results\['sst2'\]\['accuracy'\]` must be a finite number, got 'high'"):
+        build_model_card(config, eval_results={"sst2": {"accuracy": "high"}})
+    with pytest.raises(TypeError, match="finite number"):
+        build_model_card(config, eval_results={"sst2": {"accuracy": float("nan")}})
+    with pytest.raises(TypeError, match="must describe the data"):
+        build_model_card(config, datasets={"sst2": None})
+    with pytest.raises(TypeError, match="must be a MultiTaskConfig"):
+        build_model_card(tiny_bert_config())
+
+
+def test_save_model_card_writes_readme_from_the_saved_config(tmp_path):
+    save_tiny_checkpoint(tmp_path, ALL_TASKS[:2])
+    path = save_model_card(tmp_path, model_id="me/mtl-tiny", eval_results={"nli": {"accuracy": 0.5}})
+    assert path == tmp_path / "README.md"
+    loaded = ModelCard.load(path)
+    assert read_eval_results(loaded) == {"nli": {"accuracy": 0.5}}
+    assert "`sst2`" in loaded.text and str(tmp_path) not in loaded.content
+    with pytest.raises(FileNotFoundError, match="save the model first"):
+        save_model_card(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("tasks", [ALL_TASKS, [ALL_TASKS[-1]], [ALL_TASKS[4]]], ids=["all", "choice-only", "ner-only"])
+def test_usage_code_in_the_card_runs(tmp_path, tasks):
+    save_tiny_checkpoint(tmp_path, tasks)
+    (code,) = code_blocks(build_model_card(MultiTaskConfig.from_pretrained(tmp_path), model_id=str(tmp_path)).content)
+    namespace = {}
+    exec(compile(code, "model_card_usage", "exec"), namespace)  # the card's own example, against the saved model
+    if tasks is ALL_TASKS:
+        assert 'task="sst2"' in code and set(namespace["mixed"].task_logits) == {"sst2", "topics"}
+    else:
+        assert f'task="{tasks[0]["name"]}"' in code and "task_ids" not in code
+
+
+def test_template_is_found():
+    assert "{{ card_data }}" in load_template()
