@@ -56,6 +56,7 @@ class WeightingStrategy(nn.Module):
 
     def on_step_end(self, task_losses: dict[str, float]) -> None:
         """Called once per optimizer step with the mean (detached) loss of each task seen during the step."""
+        self._check_tasks(task_losses)
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called at the end of each training epoch (epoch index starting at 0)."""
@@ -72,6 +73,11 @@ class LossWeighting(WeightingStrategy):
     def combine(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Differentiable scalar from the losses of the tasks present in this step (a subset of `task_names`)."""
         raise NotImplementedError
+
+    def forward(self, task_losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`strategy(task_losses)` is `combine`: lets a model call it inside its own `forward` (needed under DDP when
+        the strategy has parameters, e.g. uncertainty log-variances)."""
+        return self.combine(task_losses)
 
 
 class GradientWeighting(WeightingStrategy):
