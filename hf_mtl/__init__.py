@@ -12,6 +12,11 @@ from .heads import HEADS
 from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, MultiTaskPreTrainedModel
 from .registry import Registry
 from .tasks import TaskSpec
+from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
+from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
+from .training_args import MultiTaskTrainingArguments
+from .trainer import MultiTaskTrainer, NonFiniteLossError
+from .weighting import WEIGHTINGS
 
 
 __version__ = "0.1.0"
@@ -21,6 +26,17 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 
 __all__ = [
     "HEADS",
+    "SAMPLERS",
+    "WEIGHTINGS",
+    "DataError",
+    "MultiTaskBatchSampler",
+    "MultiTaskCollator",
+    "MultiTaskDataset",
+    "MultiTaskTrainer",
+    "MultiTaskTrainingArguments",
+    "NonFiniteLossError",
+    "TaskSampler",
+    "preprocess_task",
     "CheckpointError",
     "HfMtlError",
     "LabelError",

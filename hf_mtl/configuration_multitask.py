@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -29,6 +29,10 @@ class MultiTaskConfig(PreTrainedConfig):
             How sentence-level heads pool token states: `"mean"` (over non-padding tokens) or `"cls"`.
         classifier_dropout (`float`, *optional*):
             Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
+        adversarial (`bool`, *optional*, defaults to `False`):
+            Add a task discriminator behind gradient reversal on the pooled shared features (Liu, Qiu & Huang
+            2017). In training mode the model then returns `auxiliary_losses["adversarial"]`; the trainer weighs
+            it with `adversarial_weight`.
 
     Example:
 
@@ -45,12 +49,17 @@ class MultiTaskConfig(PreTrainedConfig):
     """
 
     model_type = "hf_mtl"
+    # Trainer's prediction loop keeps only `logits`; the per-task dicts are for multi-task trainers and callers.
+    keys_to_ignore_at_inference: ClassVar[list[str]] = [
+        "task_logits", "task_indices", "task_losses", "auxiliary_losses", "hidden_states", "attentions"
+    ]
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder: dict | PreTrainedConfig | None = None
     tasks: list = field(default_factory=list)
     pooling: str = "mean"
     classifier_dropout: float | None = None
+    adversarial: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

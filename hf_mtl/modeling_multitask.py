@@ -12,9 +12,10 @@ from torch import nn
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
+from .adversarial import TaskDiscriminator
 from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
-from .heads import HEADS, TaskHead
+from .heads import HEADS, TaskHead, pool
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -40,6 +41,9 @@ class MultiTaskModelOutput(ModelOutput):
             Row indices (into the batch) of each task present in the batch.
         task_losses (`dict[str, torch.FloatTensor]`, *optional*, returned when `labels` is given):
             Unweighted mean loss of each task present in the batch.
+        auxiliary_losses (`dict[str, torch.FloatTensor]`, *optional*, returned in training mode):
+            Losses that are not tasks, e.g. `"adversarial"` (task discriminator). They are not part of `loss`: the
+            trainer adds them with their weights from the training arguments.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             The encoder's hidden states, when `output_hidden_states=True`.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
@@ -51,8 +55,26 @@ class MultiTaskModelOutput(ModelOutput):
     task_logits: dict[str, torch.FloatTensor] | None = None
     task_indices: dict[str, torch.LongTensor] | None = None
     task_losses: dict[str, torch.FloatTensor] | None = None
+    auxiliary_losses: dict[str, torch.FloatTensor] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class EncodedBatch:
+    """What the sharing scheme hands to the heads.
+
+    Args:
+        hidden_states: token states the heads read, `[rows, seq_len, head_hidden_size]`.
+        shared_hidden_states: token states of the shared encoder alone (the discriminator's input).
+        encoder_outputs: the shared encoder's raw output (hidden states / attentions when asked for).
+        auxiliary_losses: losses the scheme itself defines (e.g. an orthogonality penalty).
+    """
+
+    hidden_states: torch.Tensor
+    shared_hidden_states: torch.Tensor
+    encoder_outputs: Any = None
+    auxiliary_losses: dict[str, torch.Tensor] | None = None
 
 
 def _build_encoder(encoder_config: PreTrainedConfig) -> PreTrainedModel:
@@ -76,8 +98,6 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # The loss is a mean over the rows of the batch: the Trainer must not rescale it by `num_items_in_batch`.
     accepts_loss_kwargs = False
-    # Only `logits` is a prediction; the per-task dicts are for trainers and callers that ask for them.
-    _keys_to_ignore_at_inference = ["task_logits", "task_indices", "task_losses", "hidden_states", "attentions"]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -119,6 +139,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         super().__init__(config)
         self.encoder = _build_encoder(config.encoder)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
+        self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
         self.post_init()
 
     # ------------------------------------------------------------------ building
@@ -131,6 +152,27 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             dropout=self.config.get_head_dropout(),
             pooling=self.config.pooling,
         )
+
+    def _build_discriminator(self, num_tasks: int) -> TaskDiscriminator:
+        return TaskDiscriminator(self.config.encoder.hidden_size, max(num_tasks, 1), self.config.get_head_dropout())
+
+    def _resize_discriminator(self, keep_rows: list[int]) -> None:
+        """Keep the discriminator's output rows of the surviving tasks (in their new order); new tasks start fresh."""
+        if self.discriminator is None:
+            return
+        old = self.discriminator.classifier
+        new = nn.Linear(old.in_features, max(len(self.config.tasks), 1)).to(old.weight.device, old.weight.dtype)
+        self._init_weights(new)
+        with torch.no_grad():
+            for new_row, old_row in enumerate(keep_rows):
+                if old_row is not None:
+                    new.weight[new_row] = old.weight[old_row]
+                    new.bias[new_row] = old.bias[old_row]
+        self.discriminator.classifier = new
+
+    def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Trainable parameters every task shares (gradient-surgery strategies operate on these)."""
+        return [(name, p) for name, p in self.named_parameters() if name.startswith("encoder.") and p.requires_grad]
 
     @classmethod
     def from_backbone(
@@ -210,6 +252,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         head.train(self.training)
         self.heads[spec.name] = head
         self.config.tasks = self.config.tasks + [spec.to_dict()]
+        self._resize_discriminator(list(range(len(self.config.tasks) - 1)) + [None])
         return head
 
     def remove_task(self, name: str) -> None:
@@ -217,15 +260,18 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         index = self.config.task_index(name)
         del self.heads[name]
         self.config.tasks = self.config.tasks[:index] + self.config.tasks[index + 1 :]
+        self._resize_discriminator([i for i in range(len(self.config.tasks) + 1) if i != index])
 
     # ------------------------------------------------------------------ forward
 
-    def encode(
-        self, task_ids: torch.LongTensor, encoder_inputs: dict[str, torch.Tensor | bool | None]
-    ) -> tuple[torch.Tensor, Any]:
-        """Run the shared encoder once on the whole batch; returns (token states, the encoder's output)."""
+    def encode(self, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
+        """Run the shared encoder once on the whole batch (hard parameter sharing).
+
+        `task_ids` (one per encoder row) lets sharing schemes route rows through task-specific parts.
+        """
         encoder_outputs = self.encoder(**encoder_inputs)
-        return encoder_outputs.last_hidden_state, encoder_outputs
+        hidden = encoder_outputs.last_hidden_state
+        return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
 
     def forward(
         self,
@@ -286,8 +332,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if output_attentions:
             encoder_inputs["output_attentions"] = True
 
-        hidden, encoder_outputs = self.encode(encoder_task_ids, encoder_inputs)
+        encoded = self.encode(encoder_task_ids, encoder_inputs)
+        hidden, encoder_outputs = encoded.hidden_states, encoded.encoder_outputs
         mask = encoder_inputs.get("attention_mask")
+        auxiliary_losses = dict(encoded.auxiliary_losses or {})
+        if self.discriminator is not None and self.training:
+            pooled = pool(encoded.shared_hidden_states, mask, self.config.pooling)
+            auxiliary_losses["adversarial"] = self.discriminator.loss(pooled, encoder_task_ids)
 
         task_logits, task_indices, task_losses = {}, {}, {}
         batch_size = input_shape[0]
@@ -319,6 +370,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             task_logits=task_logits,
             task_indices=task_indices,
             task_losses=task_losses or None,
+            auxiliary_losses=auxiliary_losses or None,
             hidden_states=getattr(encoder_outputs, "hidden_states", None),
             attentions=getattr(encoder_outputs, "attentions", None),
         )

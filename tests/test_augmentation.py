@@ -126,7 +126,7 @@ def test_token_methods_keep_tags_aligned_valid_and_typed(corpus, seed, name):
 def _can_change(name, corpus):
     """Whether some edit of `name` can give a different output on this corpus (else seeds cannot differ)."""
     if name == "random_deletion":
-        return any(len(words) > 1 for words in corpus)
+        return any(len(set(words)) > 1 for words in corpus)  # deleting one of identical words changes nothing
     if name == "random_swap":
         return any(len(set(words)) > 1 for words in corpus)
     if name == "random_insertion":

@@ -1,0 +1,353 @@
+"""Per-task preprocessing (validation, label mapping, tokenisation with sub-word label alignment) and the
+collator that pads each task type's inputs and labels.
+
+Raw datasets are validated before any work starts: a missing column, an empty split, or a label outside the
+task's label set fails with the task, the column/row and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from .errors import HfMtlError, LabelError
+from .tasks import TaskSpec
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+DEFAULT_TEXT_COLUMNS = {
+    "sequence_classification": ["text"],
+    "multi_label_classification": ["text"],
+    "regression": ["text"],
+    "token_classification": ["tokens"],
+    "multiple_choice": ["context", "choices"],
+}
+
+
+class DataError(HfMtlError):
+    """A dataset does not fit its task: missing column, empty split, bad row."""
+
+
+def text_columns(task: TaskSpec) -> list[str]:
+    return list(task.text_columns or DEFAULT_TEXT_COLUMNS[task.type])
+
+
+def label_column(task: TaskSpec) -> str:
+    return task.label_column or ("tags" if task.type == "token_classification" else "label")
+
+
+def is_preprocessed(dataset: Dataset) -> bool:
+    return "input_ids" in dataset.column_names
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def check_columns(dataset: Dataset, task: TaskSpec, split: str, need_labels: bool = True) -> None:
+    if len(dataset) == 0:
+        raise DataError(f"Task {task.name!r}: the {split} split is empty; give it at least one example.")
+    needed = text_columns(task) + ([label_column(task)] if need_labels else [])
+    missing = [column for column in needed if column not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"Task {task.name!r} ({split} split): column(s) {missing} not found; the dataset has "
+            f"{dataset.column_names}. Set the task's `text_columns` / `label_column` to the right names."
+        )
+
+
+def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Sequence[Sequence[str]] | None = None) -> list:
+    """Map raw label values (names or ids) to the head's format, naming the first bad row."""
+    label2id = task.label2id
+    names = task.labels or []
+
+    def class_id(value, row):
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, str):
+            if value not in label2id:
+                raise LabelError(
+                    f"Task {task.name!r} ({split} split), row {row}: label {value!r} is not in the label set {names}. "
+                    "Add it to the task's `labels` or fix the data."
+                )
+            return label2id[value]
+        if isinstance(value, (int,)) or (isinstance(value, float) and float(value).is_integer()):
+            value = int(value)
+            if not 0 <= value < len(names):
+                raise LabelError(
+                    f"Task {task.name!r} ({split} split), row {row}: label id {value} is out of range for "
+                    f"{len(names)} labels {names}."
+                )
+            return value
+        raise LabelError(
+            f"Task {task.name!r} ({split} split), row {row}: label {value!r} ({type(value).__name__}) is neither a "
+            f"label name nor an integer id."
+        )
+
+    encoded = []
+    for row, value in enumerate(values):
+        if value is None:
+            raise LabelError(f"Task {task.name!r} ({split} split), row {row}: the label is missing (None).")
+        if task.type in ("sequence_classification",):
+            encoded.append(class_id(value, row))
+        elif task.type == "multiple_choice":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: the answer must be a choice index, got {value!r}.")
+            encoded.append(value)
+        elif task.type == "regression":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: regression target {value!r} is not a number.") from None
+            if not math.isfinite(number):
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: regression target {value!r} is not finite.")
+            encoded.append(number)
+        elif task.type == "multi_label_classification":
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise LabelError(
+                    f"Task {task.name!r} ({split} split), row {row}: multi-label targets are a list of label names "
+                    f"(or a multi-hot list of {len(names)} values), got {value!r}."
+                )
+            if len(value) and all(isinstance(v, str) for v in value):
+                hot = [0.0] * len(names)
+                for name in value:
+                    hot[class_id(name, row)] = 1.0
+                encoded.append(hot)
+            elif len(value) == len(names) and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in value):
+                encoded.append([float(v) for v in value])
+            elif len(value) == 0:
+                encoded.append([0.0] * len(names))
+            else:
+                raise LabelError(
+                    f"Task {task.name!r} ({split} split), row {row}: {value!r} is neither a list of label names from "
+                    f"{names} nor a multi-hot list of length {len(names)}."
+                )
+        elif task.type == "token_classification":
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: tags must be a list, got {value!r}.")
+            if tokens is not None and len(value) != len(tokens[row]):
+                raise LabelError(
+                    f"Task {task.name!r} ({split} split), row {row}: {len(tokens[row])} tokens but {len(value)} tags; "
+                    "every word needs exactly one tag."
+                )
+            encoded.append([class_id(tag, row) for tag in value])
+    return encoded
+
+
+# ---------------------------------------------------------------------------------------------- tokenisation
+
+
+def preprocess_task(
+    dataset: Dataset,
+    task: TaskSpec,
+    tokenizer,
+    max_length: int = 128,
+    split: str = "train",
+    need_labels: bool = True,
+    label_all_subwords: bool = False,
+) -> Dataset:
+    """Validate and tokenise one task's split into `input_ids`, `attention_mask`, (`token_type_ids`) and `labels`.
+
+    Texts longer than `max_length` are truncated; for token classification the word labels go to the first
+    sub-word of each word (all sub-words with `label_all_subwords=True`), -100 elsewhere, so truncation keeps the
+    alignment of the words that remain. A dataset that already has `input_ids` is returned as is (its `labels`
+    must already be in the head's format).
+    """
+    if is_preprocessed(dataset):
+        if len(dataset) == 0:
+            raise DataError(f"Task {task.name!r}: the {split} split is empty; give it at least one example.")
+        if need_labels and "labels" not in dataset.column_names:
+            raise DataError(
+                f"Task {task.name!r} ({split} split): the dataset is tokenised (has input_ids) but has no 'labels' column."
+            )
+        return dataset
+    check_columns(dataset, task, split, need_labels)
+    columns = text_columns(task)
+    if task.type == "token_classification":
+        words = dataset[columns[0]]
+        for row, sentence in enumerate(words):
+            if isinstance(sentence, str) or not isinstance(sentence, Sequence):
+                raise DataError(
+                    f"Task {task.name!r} ({split} split), row {row}: column {columns[0]!r} must hold a list of words, "
+                    f"got {type(sentence).__name__}."
+                )
+    labels = encode_labels(dataset[label_column(task)], task, split, tokens=words if task.type == "token_classification" else None) if need_labels else None
+
+    indices = list(range(len(dataset)))
+    dataset = dataset.add_column("__row__", indices)
+
+    def tokenize(batch: Mapping[str, list]) -> dict[str, list]:
+        rows = batch["__row__"]
+        if task.type == "multiple_choice":
+            encoded = _tokenize_choices(batch, columns, tokenizer, max_length, task, split, rows)
+        elif task.type == "token_classification":
+            encoded = tokenizer(batch[columns[0]], is_split_into_words=True, truncation=True, max_length=max_length)
+            if need_labels:
+                encoded["labels"] = [
+                    _align_word_labels(encoded.word_ids(i), labels[row], label_all_subwords)
+                    for i, row in enumerate(rows)
+                ]
+        else:
+            texts = [_text_values(batch[column], task, split, column, rows) for column in columns[:2]]
+            encoded = tokenizer(*texts, truncation=True, max_length=max_length)
+        if need_labels and "labels" not in encoded:
+            encoded["labels"] = [labels[row] for row in rows]
+        return {key: value for key, value in encoded.items() if key in (*MODEL_INPUTS, "labels")}
+
+    return dataset.map(
+        tokenize,
+        batched=True,
+        remove_columns=dataset.column_names,
+        desc=f"Tokenizing {task.name} ({split})",
+    )
+
+
+def _text_values(values: list, task: TaskSpec, split: str, column: str, rows: list[int]) -> list[str]:
+    for value, row in zip(values, rows):
+        if not isinstance(value, str):
+            raise DataError(
+                f"Task {task.name!r} ({split} split), row {row}: column {column!r} must hold text, got {value!r}."
+            )
+    return values
+
+
+def _align_word_labels(word_ids: list[int | None], word_labels: list[int], all_subwords: bool) -> list[int]:
+    aligned, previous = [], None
+    for word_id in word_ids:
+        if word_id is None:
+            aligned.append(-100)
+        elif word_id != previous or all_subwords:
+            aligned.append(word_labels[word_id])
+        else:
+            aligned.append(-100)
+        previous = word_id
+    return aligned
+
+
+def _tokenize_choices(batch, columns, tokenizer, max_length, task, split, rows):
+    contexts, choice_lists = batch[columns[0]], batch[columns[1]]
+    num_choices = {len(choices) for choices in choice_lists}
+    if len(num_choices) != 1 or 0 in num_choices:
+        raise DataError(
+            f"Task {task.name!r} ({split} split): every example needs the same, non-zero number of choices; "
+            f"found {sorted(num_choices)}."
+        )
+    n = num_choices.pop()
+    first = [context for context in contexts for _ in range(n)]
+    second = [choice for choices in choice_lists for choice in choices]
+    flat = tokenizer(first, second, truncation=True, max_length=max_length)
+    return {key: [values[i * n : (i + 1) * n] for i in range(len(contexts))] for key, values in flat.items()}
+
+
+# ---------------------------------------------------------------------------------------------- dataset + collator
+
+
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """Concatenation of per-task tokenised datasets; each item carries its `task_id` (index in `task_names`)."""
+
+    def __init__(self, datasets: Mapping[str, Dataset], task_names: Sequence[str]):
+        self.task_names = list(task_names)
+        self.datasets = [datasets[name] for name in self.task_names]
+        self.sizes = [len(dataset) for dataset in self.datasets]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+
+    def __len__(self) -> int:
+        return sum(self.sizes)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"Index {index} out of range for {len(self)} rows.")
+        task = max(i for i, offset in enumerate(self.offsets) if offset <= index and self.sizes[i] > 0)
+        return task, index - self.offsets[task]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        task, row = self.locate(index)
+        item = {key: value for key, value in self.datasets[task][row].items() if key in (*MODEL_INPUTS, "labels")}
+        item["task_id"] = task
+        return item
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [self[index] for index in indices]
+
+
+class MultiTaskCollator:
+    """Pads a list of features of one task (-> `task=<name>`) or of several (-> `task_ids`).
+
+    Inputs are padded with the tokenizer's padding; labels per head type: token labels with -100 to the padded
+    length; multiple-choice inputs `[batch, num_choices, seq_len]`. A mixed batch carries one label row per example,
+    right-padded with -100 to a common width (see `MultiTaskModel.forward`).
+    """
+
+    def __init__(self, tokenizer, tasks: Sequence[TaskSpec], pad_to_multiple_of: int | None = None):
+        self.tokenizer = tokenizer
+        self.tasks = list(tasks)
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def for_task(self, name: str):
+        """A collator for features of one task that lack `task_id` (evaluation / prediction loaders)."""
+        index = [task.name for task in self.tasks].index(name)
+
+        def collate(features):
+            return self([{**feature, "task_id": index} for feature in features])
+
+        return collate
+
+    def _pad_inputs(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = [{key: feature[key] for key in MODEL_INPUTS if key in feature} for feature in features]
+        return dict(self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        task_ids = [int(feature["task_id"]) for feature in features]
+        has_labels = all("labels" in feature for feature in features)
+        if len(set(task_ids)) == 1:
+            task = self.tasks[task_ids[0]]
+            batch = self._collate_one_task(features, task, has_labels)
+            batch["task"] = task.name
+            return batch
+        unmixable = sorted({self.tasks[i].name for i in task_ids if self.tasks[i].type == "multiple_choice"})
+        if unmixable:
+            raise DataError(f"Task(s) {unmixable} (multiple choice) cannot share a mixed batch; use batching='per_task'.")
+        batch = self._pad_inputs(features)
+        seq_len = batch["input_ids"].shape[1]
+        if has_labels:
+            rows = [_label_row(feature["labels"], self.tasks[i], seq_len) for feature, i in zip(features, task_ids)]
+            width = max(row.numel() for row in rows)
+            labels = torch.full((len(rows), width), -100.0)
+            for i, row in enumerate(rows):
+                labels[i, : row.numel()] = row
+            batch["labels"] = labels
+        batch["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
+        return batch
+
+    def _collate_one_task(self, features: list[dict], task: TaskSpec, has_labels: bool) -> dict[str, Any]:
+        if task.type == "multiple_choice":
+            num_choices = len(features[0]["input_ids"])
+            flat = [
+                {key: feature[key][c] for key in MODEL_INPUTS if key in feature}
+                for feature in features
+                for c in range(num_choices)
+            ]
+            batch = {key: value.view(len(features), num_choices, -1) for key, value in self._pad_inputs(flat).items()}
+        else:
+            batch = self._pad_inputs(features)
+        if not has_labels:
+            return batch
+        labels = [feature["labels"] for feature in features]
+        if task.type == "token_classification":
+            seq_len = batch["input_ids"].shape[1]
+            batch["labels"] = torch.tensor([list(row) + [-100] * (seq_len - len(row)) for row in labels], dtype=torch.long)
+        elif task.type in ("regression", "multi_label_classification"):
+            batch["labels"] = torch.tensor(labels, dtype=torch.float)
+        else:
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+def _label_row(labels, task: TaskSpec, seq_len: int) -> torch.Tensor:
+    if task.type == "token_classification":
+        return torch.tensor(list(labels) + [-100] * (seq_len - len(labels)), dtype=torch.float)
+    return torch.tensor(labels, dtype=torch.float).reshape(-1)

@@ -1,0 +1,418 @@
+"""`MultiTaskTrainer`: `transformers.Trainer` for a `MultiTaskModel` and a dict of per-task datasets.
+
+It overrides only documented Trainer hooks and delegates each: the train dataloader draws batches from a task
+sampler (`sampling.py`), `compute_loss` hands per-task losses to the weighting strategy (`weighting/`),
+`training_step` computes per-task gradients only for strategies that need them (`task_gradients.py`), `evaluate`
+runs one pass per task and reports `eval_<task>_<metric>`, `log` adds per-task losses and weights, and checkpoints
+carry the strategy state so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from datasets import Dataset, DatasetDict
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
+
+from .adversarial import ganin_coefficient
+from .callbacks import MultiTaskCallback
+from .data import MultiTaskCollator, MultiTaskDataset, preprocess_task
+from .errors import HfMtlError, TaskError
+from .evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
+from .modeling_multitask import MultiTaskModel
+from .sampling import MultiTaskBatchSampler, build_task_sampler
+from .task_gradients import accumulate_task_gradients
+from .tracking import TaskLossTracker
+from .training_args import MultiTaskTrainingArguments
+from .weighting import build_weighting
+
+
+TRAINER_STATE_FILE = "hf_mtl_trainer_state.safetensors"
+
+
+class NonFiniteLossError(HfMtlError):
+    """A task's loss became NaN or infinite (with `non_finite_loss="error"`)."""
+
+
+class MultiTaskTrainer(Trainer):
+    r"""
+    Trains a [`MultiTaskModel`] on several tasks at once.
+
+    Args:
+        model ([`MultiTaskModel`]): the model; its config's task list is the source of truth.
+        args ([`MultiTaskTrainingArguments`]): training arguments (sampling, batching, weighting, ...).
+        train_dataset (`dict[str, datasets.Dataset]`): one training split per task of the model. Raw splits
+            (text + label columns, see [`TaskSpec`]) are validated and tokenised with `processing_class`; splits that
+            already have `input_ids` are used as they are.
+        eval_dataset (`dict[str, datasets.Dataset]`, *optional*): evaluation splits for some or all tasks.
+        processing_class: the tokenizer (needed to tokenise raw data and to pad batches).
+        compute_metrics (`dict[str, Callable]`, *optional*): extra metrics per task: a function of an
+            `EvalPrediction` returning a dict, or an `evaluate` module (called with `predictions`/`references`).
+            Built-in metrics of each task type are always computed (scikit-learn / seqeval, offline).
+        Other arguments are those of `Trainer`.
+    """
+
+    def __init__(
+        self,
+        model: MultiTaskModel | None = None,
+        args: MultiTaskTrainingArguments | None = None,
+        data_collator=None,
+        train_dataset: Mapping[str, Dataset] | None = None,
+        eval_dataset: Mapping[str, Dataset] | None = None,
+        processing_class=None,
+        compute_metrics: Mapping[str, Callable] | None = None,
+        **kwargs,
+    ):
+        args = args if args is not None else MultiTaskTrainingArguments(output_dir="trainer_output")
+        if not isinstance(args, MultiTaskTrainingArguments):
+            raise TypeError(
+                f"MultiTaskTrainer needs MultiTaskTrainingArguments, got {type(args).__name__}. "
+                "Build them with `MultiTaskTrainingArguments(output_dir=..., ...)` (every TrainingArguments field works)."
+            )
+        if not isinstance(model, MultiTaskModel):
+            raise TypeError(f"MultiTaskTrainer trains a hf_mtl.MultiTaskModel, got {type(model).__name__}.")
+        self.task_names = model.config.task_names
+        self.task_specs = {spec.name: spec for spec in model.config.task_specs}
+        for spec in self.task_specs.values():
+            main_metric(spec)  # a wrong metric for the task type fails now, not after training
+        if compute_metrics is not None and not isinstance(compute_metrics, Mapping):
+            raise TypeError("`compute_metrics` is a dict {task_name: function or evaluate module}.")
+        unknown = sorted(set(compute_metrics or {}) - set(self.task_names))
+        if unknown:
+            raise TaskError(f"compute_metrics names unknown task(s) {unknown}; the model's tasks: {self.task_names}.")
+        self.extra_metrics = dict(compute_metrics or {})
+
+        self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
+        self._check_compatibility(model, args)
+        self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
+        self.task_eval_datasets = self._prepare_split(eval_dataset, "eval", processing_class, args, require_all=False)
+        if self.task_train_datasets:
+            sizes = [len(self.task_train_datasets[name]) for name in self.task_names]
+            self.task_sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
+        if data_collator is None:
+            if processing_class is None:
+                raise ValueError("Pass `processing_class` (the tokenizer): batches are padded with it.")
+            data_collator = MultiTaskCollator(processing_class, list(self.task_specs.values()))
+        self.loss_tracker = TaskLossTracker(self.task_names)
+        self.last_eval_metrics: dict[str, dict[str, float]] = {}
+        self.batch_sampler: MultiTaskBatchSampler | None = None
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=MultiTaskDataset(self.task_train_datasets, self.task_names) if self.task_train_datasets else None,
+            eval_dataset=self.task_eval_datasets or None,
+            processing_class=processing_class,
+            compute_metrics=None,
+            **kwargs,
+        )
+        self.add_callback(MultiTaskCallback(self))
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_compatibility(self, model: MultiTaskModel, args: MultiTaskTrainingArguments) -> None:
+        strategy = type(self.weighting)
+        if strategy.needs_all_tasks_per_step and args.batching == "per_task" and len(self.task_names) > 1:
+            raise ValueError(
+                f"Weighting {args.weighting!r} combines the tasks of each step, but batching='per_task' trains one "
+                "task per step. Set batching='mixed'."
+            )
+        if args.batching == "mixed":
+            unmixable = [spec.name for spec in model.config.task_specs if spec.type == "multiple_choice"]
+            if unmixable:
+                raise ValueError(f"Multiple-choice task(s) {unmixable} cannot share mixed batches; use batching='per_task'.")
+        if args.adversarial_weight > 0 and model.discriminator is None:
+            raise ValueError(
+                "adversarial_weight > 0 needs a task discriminator: build the model with `adversarial=True` "
+                "(e.g. `MultiTaskModel.from_backbone(path, tasks, config_kwargs={'adversarial': True})`)."
+            )
+        if args.orthogonality_weight > 0 and getattr(model.config, "sharing", "hard") != "shared_private":
+            raise ValueError("orthogonality_weight > 0 needs a shared-private model (config `sharing='shared_private'`).")
+
+    def _prepare_split(self, datasets, split, tokenizer, args, require_all) -> dict[str, Dataset]:
+        if datasets is None:
+            return {}
+        if isinstance(datasets, (Dataset, DatasetDict)) or not isinstance(datasets, Mapping):
+            raise TypeError(
+                f"The {split} data must be a dict {{task_name: datasets.Dataset}} (one split per task), "
+                f"got {type(datasets).__name__}."
+            )
+        unknown = sorted(set(datasets) - set(self.task_names))
+        if unknown:
+            raise TaskError(
+                f"Task(s) {unknown} in the {split} data are not tasks of the model ({', '.join(self.task_names)}). "
+                "Add them with `model.add_task(...)` or drop them from the data."
+            )
+        missing = [name for name in self.task_names if name not in datasets]
+        if require_all and missing:
+            raise TaskError(
+                f"Task(s) {missing} of the model have no {split} data. Give each task a {split} split, or remove the "
+                "task with `model.remove_task(...)`."
+            )
+        prepared = {}
+        for name in self.task_names:
+            if name not in datasets:
+                continue
+            dataset = datasets[name]
+            if isinstance(dataset, DatasetDict):
+                raise TypeError(f"Task {name!r}: pass one split (e.g. `dataset['{split}']`), not a DatasetDict.")
+            if "input_ids" not in dataset.column_names and tokenizer is None:
+                raise ValueError(f"Task {name!r}: raw {split} data needs `processing_class` (a tokenizer) to tokenise it.")
+            with args.main_process_first(desc=f"tokenizing {name} ({split})"):
+                prepared[name] = preprocess_task(dataset, self.task_specs[name], tokenizer, args.max_seq_length, split)
+        return prepared
+
+    # ------------------------------------------------------------------ data
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("MultiTaskTrainer: training requires `train_dataset` (a dict of per-task datasets).")
+        args = self.args
+        sampler = MultiTaskBatchSampler(
+            self.train_dataset.sizes,
+            self.task_sampler,
+            batch_size=self._train_batch_size,
+            batching=args.batching,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            num_replicas=args.world_size,
+            rank=args.process_index,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+        )
+        if args.max_steps > 0:
+            sampler.num_epochs = max(1, math.ceil(args.max_steps / sampler.steps_per_epoch))
+        else:
+            sampler.num_epochs = max(1, math.ceil(args.num_train_epochs))
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
+            persistent_workers=args.dataloader_persistent_workers if args.dataloader_num_workers > 0 else False,
+        )
+        prepared = self.accelerator.prepare(loader)
+        # The sampler is rank-aware (every process trains the same task at the same step): make accelerate's
+        # `BatchSamplerShard` a pass-through instead of re-sharding its batches, as Trainer does for its own
+        # rank-aware `BatchRebalanceSampler`.
+        shard = getattr(prepared, "batch_sampler", None)
+        if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        self.batch_sampler = sampler
+        return prepared
+
+    def _task_dataloader(self, task: str, dataset: Dataset) -> DataLoader:
+        collate = self.data_collator.for_task(task) if hasattr(self.data_collator, "for_task") else (
+            lambda features, i=self.task_names.index(task): self.data_collator([{**f, "task_id": i} for f in features])
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=self.args.eval_batch_size,
+            collate_fn=collate,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
+        )
+        return self.accelerator.prepare(loader)
+
+    # ------------------------------------------------------------------ optimisation
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        parameters = [p for p in self.weighting.parameters() if p.requires_grad]
+        if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
+            lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
+            optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
+        return optimizer
+
+    def _auxiliary_loss(self, outputs) -> torch.Tensor | None:
+        losses = outputs.auxiliary_losses or {}
+        terms = []
+        if "adversarial" in losses and self.args.adversarial_weight > 0:
+            terms.append(self.args.adversarial_weight * losses["adversarial"])
+        if "orthogonality" in losses and self.args.orthogonality_weight > 0:
+            terms.append(self.args.orthogonality_weight * losses["orthogonality"])
+        return sum(terms) if terms else None
+
+    def _check_finite(self, task_losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Returns the finite losses; a non-finite one stops training or marks the step to be skipped."""
+        bad = [name for name, loss in task_losses.items() if not torch.isfinite(loss.detach())]
+        if not bad:
+            return task_losses
+        if self.args.non_finite_loss == "error":
+            raise NonFiniteLossError(
+                f"Non-finite loss for task(s) {bad} at step {self.state.global_step} "
+                f"(values: {[float(task_losses[n]) for n in bad]}). Lower the learning rate, check the data of "
+                "these tasks, or set non_finite_loss='skip' to drop such steps."
+            )
+        self.loss_tracker.non_finite_tasks.update(bad)
+        return {name: loss for name, loss in task_losses.items() if name not in bad}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if not model.training or outputs.task_losses is None:
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+        task_losses = self._check_finite(outputs.task_losses)
+        if task_losses:
+            loss = self.weighting.combine(task_losses)
+        else:  # every task of the micro-batch is non-finite: contribute nothing (the step is skipped anyway)
+            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+        auxiliary = self._auxiliary_loss(outputs)
+        if auxiliary is not None:
+            loss = loss + auxiliary
+        self.loss_tracker.add({n: l.detach() for n, l in task_losses.items()}, outputs.auxiliary_losses)
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if not self.weighting.requires_task_gradients:
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            self._sync_weighting_gradients()
+            return loss
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        sync_off = self.accelerator.no_sync(model) if self.args.world_size > 1 else contextlib.nullcontext()
+        with sync_off, self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        task_losses = self._check_finite(outputs.task_losses)
+        unwrapped = self.accelerator.unwrap_model(model)
+        shared = [p for _, p in unwrapped.shared_parameters()]
+        shared_ids = {id(p) for p in shared}
+        specific = [p for p in unwrapped.parameters() if p.requires_grad and id(p) not in shared_ids]
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        if self.accelerator.scaler is not None:  # fp16: gradients stay scaled, the optimizer step unscales them
+            scale *= float(self.accelerator.scaler.get_scale())
+        losses = accumulate_task_gradients(
+            task_losses, self._auxiliary_loss(outputs), shared, specific, self.weighting, self.task_names, scale
+        )
+        self.loss_tracker.add(losses, outputs.auxiliary_losses)
+        weights = self.weighting.weights()
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        return torch.tensor(total / self.current_gradient_accumulation_steps, device=self.args.device)
+
+    def _sync_weighting_gradients(self) -> None:
+        """Learnable task weights live outside the DDP-wrapped model: average their gradients by hand."""
+        if self.args.world_size <= 1 or not self.accelerator.sync_gradients or not dist.is_initialized():
+            return
+        for p in self.weighting.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+
+    def gradient_reversal_coefficient(self) -> float:
+        if self.args.adversarial_schedule == "constant":
+            return 1.0
+        return ganin_coefficient(self.state.global_step / max(self.state.max_steps, 1))
+
+    # ------------------------------------------------------------------ logging and evaluation
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and not any(key.startswith("eval_") for key in logs):  # a training log, on every process
+            logs.update(self.loss_tracker.pop_window(self.args.device))
+            logs.update({f"weight_{name}": value for name, value in self.weighting.weights().items()})
+            if self.model.discriminator is not None and self.args.adversarial_weight > 0:
+                logs["adversarial_coefficient"] = self.model.discriminator.coefficient
+            if self.loss_tracker.skipped_steps:
+                logs["skipped_steps"] = self.loss_tracker.skipped_steps
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """One evaluation pass per task: `{prefix}_<task>_<metric>` for every metric of the task's type,
+        `{prefix}_<task>_loss`, and `{prefix}_average` (mean of the tasks' main metrics) and `{prefix}_loss`."""
+        if eval_dataset is None:
+            datasets = self.task_eval_datasets
+        else:
+            datasets = self._prepare_split(eval_dataset, "eval", self.processing_class, self.args, require_all=False)
+        if not datasets:
+            raise ValueError("MultiTaskTrainer: evaluation requires `eval_dataset` (a dict of per-task datasets).")
+        self._memory_tracker.start()
+        metrics: dict[str, float] = {}
+        main_scores, losses = [], []
+        self.last_eval_metrics = {}
+        for task, dataset in datasets.items():
+            start = time.time()
+            prefix = f"{metric_key_prefix}_{task}"
+            output = self.evaluation_loop(
+                self._task_dataloader(task, dataset),
+                description=f"Evaluation ({task})",
+                prediction_loss_only=False,
+                ignore_keys=ignore_keys,
+                metric_key_prefix=prefix,
+            )
+            task_metrics = self._task_metrics(task, output.predictions, output.label_ids)
+            self.last_eval_metrics[task] = task_metrics
+            metrics.update({f"{prefix}_{name}": value for name, value in task_metrics.items()})
+            metrics.update(output.metrics)
+            metrics[f"{prefix}_runtime"] = round(time.time() - start, 4)
+            main = main_metric(self.task_specs[task])
+            if main not in LOWER_IS_BETTER:
+                main_scores.append(task_metrics[main])
+            if f"{prefix}_loss" in output.metrics:
+                losses.append(output.metrics[f"{prefix}_loss"])
+        if main_scores:
+            metrics[f"{metric_key_prefix}_average"] = float(np.mean(main_scores))
+        if losses:
+            metrics[f"{metric_key_prefix}_loss"] = float(np.mean(losses))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._memory_tracker.stop_and_update_metrics(metrics)
+        return metrics
+
+    def _task_metrics(self, task: str, predictions, label_ids) -> dict[str, float]:
+        spec = self.task_specs[task]
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        task_metrics = compute_task_metrics(spec, predictions, label_ids)
+        extra = self.extra_metrics.get(task)
+        if extra is not None:
+            if hasattr(extra, "compute"):  # an `evaluate` module
+                decoded = predictions.argmax(-1) if spec.type in ("sequence_classification", "multiple_choice") else predictions
+                result = extra.compute(predictions=decoded, references=label_ids)
+            else:
+                result = extra(EvalPrediction(predictions=predictions, label_ids=label_ids))
+            task_metrics.update({name: float(value) for name, value in result.items() if np.isscalar(value)})
+        return task_metrics
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            if os.path.isdir(output_dir):
+                save_file(self.multitask_state_dict(), os.path.join(output_dir, TRAINER_STATE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, TRAINER_STATE_FILE)
+        if os.path.isfile(path):
+            self.load_multitask_state_dict(load_file(path))
+        elif len(self.weighting.state_dict()):
+            raise FileNotFoundError(
+                f"{resume_from_checkpoint} has no {TRAINER_STATE_FILE}: the {self.args.weighting!r} weighting state "
+                "cannot be restored, so the resumed run would not continue exactly. Resume from a checkpoint written "
+                "by MultiTaskTrainer."
+            )
+
+    def multitask_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weighting and sampler state (tensors only, saved with safetensors in every checkpoint)."""
+        state = {f"weighting.{k}": v.detach().cpu().contiguous() for k, v in self.weighting.state_dict().items()}
+        sampler = getattr(self, "task_sampler", None)
+        if sampler is not None:
+            state.update({f"sampler.{k}": v.detach().cpu().contiguous() for k, v in sampler.state_dict().items()})
+        return state
+
+    def load_multitask_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        weighting = {k[len("weighting.") :]: v for k, v in state.items() if k.startswith("weighting.")}
+        sampler = {k[len("sampler.") :]: v for k, v in state.items() if k.startswith("sampler.")}
+        self.weighting.load_state_dict(weighting)
+        if getattr(self, "task_sampler", None) is not None:
+            self.task_sampler.load_state_dict(sampler)

@@ -1,0 +1,110 @@
+"""`MultiTaskTrainingArguments`: `TrainingArguments` plus task sampling, batching, weighting and adversarial
+settings, so `HfArgumentParser` reads everything from YAML, JSON or the command line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .sampling import BATCHING_CHOICES, SAMPLERS
+from .weighting import WEIGHTINGS
+
+
+ADVERSARIAL_SCHEDULES = ("constant", "ganin")
+NON_FINITE_CHOICES = ("error", "skip")
+
+
+@dataclass
+class MultiTaskTrainingArguments(TrainingArguments):
+    r"""
+    [`TrainingArguments`] for [`MultiTaskTrainer`]. Every field of `TrainingArguments` keeps its meaning (epochs and
+    `max_steps` count optimizer steps over the multi-task stream; `per_device_train_batch_size` is the number of rows
+    per micro-batch); the fields below add the multi-task choices.
+    """
+
+    sampling: str = field(
+        default="proportional",
+        metadata={"help": "How tasks are drawn: proportional, uniform, temperature or annealed (registry keys)."},
+    )
+    sampling_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": 'Sampler arguments as a dict or JSON string, e.g. {"temperature": 2.0}.'},
+    )
+    batching: str = field(
+        default="per_task",
+        metadata={
+            "help": "per_task: each optimizer step trains one sampled task (the same on every process); "
+            "mixed: each micro-batch mixes rows of several tasks in one encoder pass (needed by gradient surgery)."
+        },
+    )
+    weighting: str = field(
+        default="static",
+        metadata={"help": "Task balancing: static, uncertainty, dwa, famo, gradnorm, pcgrad, cagrad (registry keys)."},
+    )
+    weighting_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": 'Strategy hyperparameters as a dict or JSON string, e.g. {"weights": {"sst2": 2.0}}.'},
+    )
+    weighting_lr: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of learnable task weights (defaults to the strategy's own default)."},
+    )
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Texts are truncated to this many tokens when the trainer tokenises raw data."}
+    )
+    adversarial_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the task-discriminator loss (Liu, Qiu & Huang 2017); > 0 needs a model built with "
+            "`adversarial=True` in its config."
+        },
+    )
+    adversarial_schedule: str = field(
+        default="ganin",
+        metadata={"help": "Gradient-reversal coefficient over training: constant (1.0) or ganin (2/(1+exp(-10p))-1)."},
+    )
+    orthogonality_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the shared/private orthogonality loss (shared-private models only)."},
+    )
+    non_finite_loss: str = field(
+        default="error",
+        metadata={"help": "On a NaN/inf task loss: error (stop, naming the task and step) or skip (drop the step, log it)."},
+    )
+
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["sampling_kwargs", "weighting_kwargs"]
+
+    def __post_init__(self):
+        if self.ddp_find_unused_parameters is None:
+            # One task per step leaves the other heads without gradients; DDP must not wait for them.
+            self.ddp_find_unused_parameters = True
+        super().__post_init__()
+        for name in ("sampling_kwargs", "weighting_kwargs"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value) if value.strip() else {}
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"`{name}` must be a dict or a JSON object string, got {value!r} ({error}).") from None
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"`{name}` must be a dict or a JSON object string, got {type(value).__name__}.")
+            setattr(self, name, dict(value or {}))
+        if self.sampling not in SAMPLERS:
+            raise ValueError(SAMPLERS.unknown_message(self.sampling))
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(WEIGHTINGS.unknown_message(self.weighting))
+        if self.batching not in BATCHING_CHOICES:
+            raise ValueError(f"Unknown batching {self.batching!r}. Choose one of: {', '.join(BATCHING_CHOICES)}.")
+        if self.adversarial_schedule not in ADVERSARIAL_SCHEDULES:
+            raise ValueError(
+                f"Unknown adversarial_schedule {self.adversarial_schedule!r}. Choose one of: {', '.join(ADVERSARIAL_SCHEDULES)}."
+            )
+        if self.non_finite_loss not in NON_FINITE_CHOICES:
+            raise ValueError(f"Unknown non_finite_loss {self.non_finite_loss!r}. Choose one of: {', '.join(NON_FINITE_CHOICES)}.")
+        for name in ("adversarial_weight", "orthogonality_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.max_seq_length < 2:
+            raise ValueError(f"`max_seq_length` must be at least 2 (room for [CLS] and [SEP]), got {self.max_seq_length}.")

