@@ -5,7 +5,7 @@ parameters (heads) get their own task's gradient, scaled by the strategy's weigh
 (adversarial, orthogonality) add their plain gradient to every parameter they reach.
 
 Under several processes the step runs outside DDP's reducer (the caller wraps the forward in `no_sync`): the
-per-task gradients are all-reduced first (averaged over the processes that saw the task), so every process
+per-task gradients are all-reduced first (a row-weighted mean over the processes that saw the task), so every process
 combines the same gradients and the strategy's state stays identical everywhere.
 """
 
@@ -26,11 +26,13 @@ def _is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _mean_over_present(stacked: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Sum over processes, divided by how many processes saw each task (rows = tasks)."""
+def _mean_over_rows(stacked: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Row-weighted mean over processes (one tensor row per task): each process's per-task mean counts as many
+    times as it had rows of that task, so N processes equal one process holding all their rows."""
+    stacked = stacked * rows.unsqueeze(-1)
     dist.all_reduce(stacked)
-    dist.all_reduce(present)
-    return stacked / present.clamp(min=1).unsqueeze(-1)
+    dist.all_reduce(rows)
+    return stacked / rows.clamp(min=1).unsqueeze(-1)
 
 
 def accumulate_task_gradients(
@@ -41,10 +43,12 @@ def accumulate_task_gradients(
     strategy: GradientWeighting,
     task_names: list[str],
     scale: float,
+    task_rows: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Add this micro-batch's combined gradient (times `scale`, e.g. 1/accumulation steps) into `.grad`.
 
-    Returns the (all-reduced) loss of each task present, for logging and the strategy's bookkeeping.
+    `task_rows` (rows of each task in this micro-batch) weighs the processes' per-task gradients when they are
+    averaged. Returns the (all-reduced) loss of each task present, for logging and the strategy's bookkeeping.
     """
     present = [name for name in task_names if name in task_losses]
     params = shared + specific
@@ -61,13 +65,14 @@ def accumulate_task_gradients(
     losses = {name: task_losses[name].detach().float() for name in present}
     if _is_distributed():
         device = next(iter(task_losses.values())).device
-        mask = torch.tensor([float(name in present) for name in task_names], device=device)
+        rows = task_rows or {}
+        mask = torch.tensor([float(rows.get(name, 1)) if name in present else 0.0 for name in task_names], device=device)
         size_shared, size_specific = sum(p.numel() for p in shared), sum(p.numel() for p in specific)
         stacked = torch.zeros(len(task_names), size_shared + size_specific + 1, device=device)
         for i, name in enumerate(task_names):
             if name in present:
                 stacked[i] = torch.cat([per_task_shared[name], per_task_specific[name], losses[name].reshape(1)])
-        stacked = _mean_over_present(stacked, mask)
+        stacked = _mean_over_rows(stacked, mask)
         seen = mask > 0
         present = [name for i, name in enumerate(task_names) if seen[i]]
         per_task_shared = {n: stacked[task_names.index(n), :size_shared] for n in present}

@@ -290,8 +290,9 @@ class MultiTaskTrainer(Trainer):
         scale = 1.0 / self.current_gradient_accumulation_steps
         if self.accelerator.scaler is not None:  # fp16: gradients stay scaled, the optimizer step unscales them
             scale *= float(self.accelerator.scaler.get_scale())
+        rows = {name: int(indices.numel()) for name, indices in outputs.task_indices.items()}
         losses = accumulate_task_gradients(
-            task_losses, self._auxiliary_loss(outputs), shared, specific, self.weighting, self.task_names, scale
+            task_losses, self._auxiliary_loss(outputs), shared, specific, self.weighting, self.task_names, scale, rows
         )
         self.loss_tracker.add(losses, outputs.auxiliary_losses)
         weights = self.weighting.weights()

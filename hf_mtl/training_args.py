@@ -4,7 +4,10 @@ settings, so `HfArgumentParser` reads everything from YAML, JSON or the command 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+
+import torch
 
 from transformers import TrainingArguments
 
@@ -13,6 +16,12 @@ from .weighting import WEIGHTINGS
 
 
 ADVERSARIAL_SCHEDULES = ("constant", "ganin")
+
+
+def _has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or torch.backends.mps.is_available()
+
 NON_FINITE_CHOICES = ("error", "skip")
 
 
@@ -77,6 +86,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
     _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["sampling_kwargs", "weighting_kwargs"]
 
     def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not _has_accelerator():
+            # Launched with several processes (torchrun / accelerate launch) on a machine without GPUs: without
+            # `use_cpu`, Trainer silently runs N independent single-process trainings. Train data-parallel on CPU.
+            self.use_cpu = True
         if self.ddp_find_unused_parameters is None:
             # One task per step leaves the other heads without gradients; DDP must not wait for them.
             self.ddp_find_unused_parameters = True
