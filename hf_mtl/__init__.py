@@ -14,6 +14,7 @@ from .registry import Registry
 from .tasks import TaskSpec
 from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
+from . import learned_sampling  # noqa: F401  (registers sampling='learned')
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .weighting import WEIGHTINGS

@@ -50,6 +50,14 @@ class MultiTaskCallback(TrainerCallback):
         step_losses = self.trainer.loss_tracker.pop_step(args.device)
         if step_losses:
             self.trainer.weighting.on_step_end(step_losses)
+            sampler = getattr(self.trainer, "task_sampler", None)
+            if sampler is not None:
+                sampler.on_step_end(state.global_step - 1, step_losses)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        sampler = getattr(self.trainer, "task_sampler", None)
+        if sampler is not None and metrics:
+            sampler.on_evaluate(state.global_step, metrics)
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer.weighting.on_epoch_end(max(0, round(state.epoch) - 1))

@@ -32,9 +32,14 @@ BATCHING_CHOICES = ("per_task", "mixed")
 
 
 class TaskSampler:
-    """Task probabilities as a function of training progress. Subclasses implement `probabilities`."""
+    """Task probabilities as a function of training progress. Subclasses implement `probabilities`.
+
+    Samplers that learn from training (see `learned_sampling.py`) override `probabilities_at` (per optimizer step)
+    and the `on_*` hooks, and set `requires_evaluation` when they learn from evaluation metrics.
+    """
 
     name: ClassVar[str] = ""
+    requires_evaluation: ClassVar[bool] = False
 
     def __init__(self, task_sizes: Sequence[int]):
         if not task_sizes:
@@ -46,6 +51,17 @@ class TaskSampler:
     def probabilities(self, epoch: int, num_epochs: int) -> torch.Tensor:
         """Probability of each task (in task order) during `epoch` (0-based) of `num_epochs`."""
         raise NotImplementedError
+
+    def probabilities_at(self, step: int, epoch: int, num_epochs: int) -> torch.Tensor:
+        """Probabilities for global optimizer step `step`; must return the same values when a step is replayed
+        (resume), so learned samplers record what they used."""
+        return self.probabilities(epoch, num_epochs)
+
+    def on_step_end(self, step: int, task_losses: dict[str, float]) -> None:
+        """After each optimizer step, with the mean training loss of each task seen in it."""
+
+    def on_evaluate(self, step: int, metrics: dict[str, float]) -> None:
+        """After each evaluation, with the metrics (`eval_<task>_loss`, `eval_<task>_<metric>`, ...)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors that must survive a resume (none for the stateless samplers here)."""
@@ -196,8 +212,9 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         """Global rows (dataset indices) of each optimizer step of `epoch`, identical on every process."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         cursors = [_TaskCursor(size, generator) for size in self.task_sizes]
-        probabilities = self.task_sampler.probabilities(epoch, self.num_epochs)
-        for _ in range(self.steps_per_epoch):
+        for step in range(self.steps_per_epoch):
+            global_step = epoch * self.steps_per_epoch + step
+            probabilities = self.task_sampler.probabilities_at(global_step, epoch, self.num_epochs)
             if self.batching == "per_task":
                 task = int(torch.multinomial(probabilities.float(), 1, generator=generator))
                 rows = [self.offsets[task] + i for i in cursors[task].take(self.rows_per_step)]

@@ -100,6 +100,16 @@ class MultiTaskTrainer(Trainer):
         if self.task_train_datasets:
             sizes = [len(self.task_train_datasets[name]) for name in self.task_names]
             self.task_sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
+            self.task_sampler.task_names = list(self.task_names)
+            if self.task_sampler.requires_evaluation:
+                uncovered = [name for name in self.task_names if name not in self.task_eval_datasets]
+                if args.eval_strategy == "no" or uncovered:
+                    raise ValueError(
+                        f"sampling={args.sampling!r} learns from evaluation losses: set eval_strategy ('steps' or "
+                        "'epoch') and give every task eval data"
+                        + (f" (missing for {uncovered})" if uncovered else "")
+                        + ", or use sampling_kwargs={'signal': 'train_loss'}."
+                    )
         if data_collator is None:
             if processing_class is None:
                 raise ValueError("Pass `processing_class` (the tokenizer): batches are padded with it.")
@@ -319,6 +329,9 @@ class MultiTaskTrainer(Trainer):
         if "loss" in logs and not any(key.startswith("eval_") for key in logs):  # a training log, on every process
             logs.update(self.loss_tracker.pop_window(self.args.device))
             logs.update({f"weight_{name}": value for name, value in self.weighting.weights().items()})
+            if self.batch_sampler is not None:
+                probabilities = self.task_sampler.probabilities(self.batch_sampler.epoch, self.batch_sampler.num_epochs)
+                logs.update({f"sampling_prob_{n}": float(p) for n, p in zip(self.task_names, probabilities)})
             if self.model.discriminator is not None and self.args.adversarial_weight > 0:
                 logs["adversarial_coefficient"] = self.model.discriminator.coefficient
             if self.loss_tracker.skipped_steps:

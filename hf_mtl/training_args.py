@@ -35,7 +35,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
     sampling: str = field(
         default="proportional",
-        metadata={"help": "How tasks are drawn: proportional, uniform, temperature or annealed (registry keys)."},
+        metadata={"help": "How tasks are drawn: proportional, uniform, temperature, annealed or learned (registry keys)."},
     )
     sampling_kwargs: dict | str | None = field(
         default=None,
