@@ -248,3 +248,13 @@ def test_every_registered_weighting_trains(tmp_path, tokenizer, data):
         trainer = make_trainer(tmp_path / name, tokenizer, data, weighting=name, batching="mixed", max_steps=2, eval_data=False)
         trainer.train()
         assert all(torch.isfinite(p).all() for p in trainer.model.parameters()), name
+
+
+@pytest.mark.parametrize("weighting", ["static", "pcgrad"])
+def test_bf16_autocast_on_cpu(tmp_path, tokenizer, data, weighting):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting=weighting, batching="mixed", bf16=True, use_cpu=True, max_steps=2, eval_data=False)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    before = params(trainer.model)
+    trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert not torch.equal(before["encoder.embeddings.LayerNorm.weight"], trainer.model.encoder.embeddings.LayerNorm.weight)
