@@ -17,6 +17,8 @@ from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .weighting import WEIGHTINGS
+from . import transfer  # registers the `fixed` and `rehearsal` samplers
+from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
 
 
 __version__ = "0.1.0"
@@ -47,4 +49,8 @@ __all__ = [
     "Registry",
     "TaskError",
     "TaskSpec",
+    "FreezeReport",
+    "TransferReport",
+    "apply_freeze",
+    "learn_new_task",
 ]
