@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..registry import Registry
 
@@ -58,6 +59,9 @@ def adapt(
     fast = dict(params)
     names = [name for name in fast if name in adapt_names]
     losses = []
+    if not names:  # nothing to adapt (e.g. a frozen model): the support loss is only reported
+        with torch.no_grad():
+            return fast, [float(support_loss(fast))]
     for _ in range(inner.steps):
         loss = support_loss(fast)
         losses.append(float(loss.detach()))
@@ -142,9 +146,11 @@ class MAML(MetaAlgorithm):
         for name in meta_names:
             if not params[name].requires_grad:
                 raise ValueError(f"Second-order MAML differentiates through {name!r}, which does not require grad.")
-        fast, support = adapt(dict(params), adapt_names, support_loss, inner, create_graph=True)
-        query = query_loss(fast)
-        names = list(meta_names)
-        grads = torch.autograd.grad(query, [params[n] for n in names], allow_unused=True)
+        # PyTorch's fused CPU/GPU attention kernels have no double backward; the math kernel does.
+        with sdpa_kernel([SDPBackend.MATH]):
+            fast, support = adapt(dict(params), adapt_names, support_loss, inner, create_graph=True)
+            query = query_loss(fast)
+            names = list(meta_names)
+            grads = torch.autograd.grad(query, [params[n] for n in names], allow_unused=True)
         gradients = {n: (g if g is not None else torch.zeros_like(params[n])).detach() for n, g in zip(names, grads)}
         return gradients, self._metrics(support, query.detach())

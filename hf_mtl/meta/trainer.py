@@ -276,7 +276,8 @@ class MetaTrainer:
         with open(os.path.join(output_dir, STATE_FILE), "w") as handle:
             json.dump({"global_step": self.global_step, "log_history": self.log_history}, handle, indent=2)
         torch.save(
-            {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()},
+            # The global RNG draws fresh heads and dropout masks: restoring it makes a resumed run continue exactly.
+            {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
             os.path.join(output_dir, OPTIMIZER_FILE),
         )
 
@@ -291,4 +292,5 @@ class MetaTrainer:
         extra = torch.load(os.path.join(checkpoint, OPTIMIZER_FILE), weights_only=True)
         self.optimizer.load_state_dict(extra["optimizer"])
         self.generator.set_state(extra["generator"])
+        torch.set_rng_state(extra["torch_rng"])
         self.global_step, self.log_history = int(state["global_step"]), list(state["log_history"])
