@@ -163,16 +163,15 @@ def parse_indices(argument: str | None, num_layers: int) -> set[int]:
     indices = set()
     for part in argument.split(","):
         part = part.strip()
-        try:
-            if re.fullmatch(r"\d+-\d+", part):
-                start, end = (int(x) for x in part.split("-"))
-                if start > end:
-                    raise FreezeError(f"Layer range {part!r} is reversed; write it as '{end}-{start}'.")
-                values = range(start, end + 1)
-            else:
-                values = [int(part)]
-        except ValueError:
-            raise FreezeError(f"Bad layer index {part!r} in 'layers:{argument}'; use integers and ranges like 0-3.") from None
+        if re.fullmatch(r"\d+-\d+", part):
+            start, end = (int(x) for x in part.split("-"))
+            if start > end:
+                raise FreezeError(f"Layer range {part!r} is reversed; write it as '{end}-{start}'.")
+            values = range(start, end + 1)
+        elif re.fullmatch(r"-?\d+", part):
+            values = [int(part)]
+        else:
+            raise FreezeError(f"Bad layer index {part!r} in 'layers:{argument}'; use integers and ranges like 0-3.")
         for value in values:
             index = value + num_layers if value < 0 else value
             if not 0 <= index < num_layers:
