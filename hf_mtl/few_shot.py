@@ -109,6 +109,7 @@ class FewShotResult:
     config: dict[str, Any]
     models: list[str]
     runs: list[dict[str, Any]] = field(default_factory=list)
+    task_spec: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[int, dict[str, float]]]:
         """`{model: {k: {"mean", "std", "min", "max", "n"}}}` of the main metric; std is the sample std (ddof=1)."""
@@ -128,7 +129,10 @@ class FewShotResult:
 
     def to_dict(self) -> dict[str, Any]:
         summary = {model: {str(k): v for k, v in rows.items()} for model, rows in self.summary().items()}
-        return {"task": self.task, "metric": self.metric, "config": self.config, "models": self.models, "summary": summary, "runs": self.runs}
+        return {
+            "task": self.task, "task_spec": self.task_spec, "metric": self.metric, "config": self.config,
+            "models": self.models, "summary": summary, "runs": self.runs,
+        }
 
     def to_markdown(self) -> str:
         shots = self.config["shots"]
@@ -239,7 +243,7 @@ def few_shot_evaluate(
             )
         loaded[name] = (model, tokenizer)
 
-    result = FewShotResult(task=spec.name, metric=metric, config=asdict(config), models=list(loaded))
+    result = FewShotResult(task=spec.name, metric=metric, config=asdict(config), models=list(loaded), task_spec=spec.to_dict())
     reference = preprocess_task(train_dataset, spec, next(iter(loaded.values()))[1], config.max_seq_length, "train")
     labels = balancing_labels(reference, spec)
     supports = {seed: balanced_order(labels, len(reference), torch.Generator().manual_seed(seed)) for seed in config.seeds}

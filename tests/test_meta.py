@@ -200,7 +200,7 @@ def test_fresh_heads_leave_the_task_heads_alone_and_the_result_loads(tmp_path, t
     model = make_model(dropout=0.1)
     heads = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("heads.")}
     encoder = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("encoder.encoder.layer.1")}
-    args = make_args(tmp_path, algorithm="fomaml", eval_steps=2, eval_episodes=2)
+    args = make_args(tmp_path, algorithm="fomaml", eval_steps=2, eval_episodes=1)
     trainer = MetaTrainer(
         model, args, {t: data[t]["train"] for t in TASKS}, tokenizer, eval_dataset={t: data[t]["validation"] for t in TASKS}
     )
@@ -225,13 +225,13 @@ def test_maml_second_order_step_runs_on_the_tiny_model(tmp_path, tokenizer, data
 def test_resume_continues_exactly(tmp_path, tokenizer, data):
     train = {t: data[t]["train"] for t in TASKS}
     full = make_model(dropout=0.1)
-    MetaTrainer(full, make_args(tmp_path / "a", meta_steps=4), train, tokenizer).train()
+    MetaTrainer(full, make_args(tmp_path / "a", meta_steps=3), train, tokenizer).train()
     first = make_model(dropout=0.1)
-    MetaTrainer(first, make_args(tmp_path / "b", meta_steps=4, save_steps=2), train, tokenizer).train()
+    MetaTrainer(first, make_args(tmp_path / "b", meta_steps=1, save_steps=1), train, tokenizer).train()
     resumed = make_model(dropout=0.1)
     torch.manual_seed(123)  # the checkpoint restores the RNG, so whatever happened before does not matter
-    MetaTrainer(resumed, make_args(tmp_path / "c", meta_steps=4), train, tokenizer).train(
-        resume_from_checkpoint=str(tmp_path / "b" / "meta" / "checkpoint-2")
+    MetaTrainer(resumed, make_args(tmp_path / "c", meta_steps=3), train, tokenizer).train(
+        resume_from_checkpoint=str(tmp_path / "b" / "meta")
     )
     for (name, a), (_, b) in zip(full.named_parameters(), resumed.named_parameters()):
         torch.testing.assert_close(a, b, msg=name)
