@@ -19,6 +19,8 @@ from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .weighting import WEIGHTINGS
 from . import transfer  # registers the `fixed` and `rehearsal` samplers
 from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
+from .meta import MetaLearningArguments, MetaTrainer
+from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
 
 
 __version__ = "0.1.0"
@@ -53,4 +55,9 @@ __all__ = [
     "TransferReport",
     "apply_freeze",
     "learn_new_task",
+    "MetaLearningArguments",
+    "MetaTrainer",
+    "FewShotConfig",
+    "FewShotResult",
+    "few_shot_evaluate",
 ]
