@@ -18,6 +18,10 @@ from . import learned_sampling  # noqa: F401  (registers sampling='learned')
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .weighting import WEIGHTINGS
+from . import transfer  # registers the `fixed` and `rehearsal` samplers
+from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
+from .meta import MetaLearningArguments, MetaTrainer
+from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
 
 
 __version__ = "0.1.0"
@@ -48,4 +52,13 @@ __all__ = [
     "Registry",
     "TaskError",
     "TaskSpec",
+    "FreezeReport",
+    "TransferReport",
+    "apply_freeze",
+    "learn_new_task",
+    "MetaLearningArguments",
+    "MetaTrainer",
+    "FewShotConfig",
+    "FewShotResult",
+    "few_shot_evaluate",
 ]
