@@ -60,7 +60,7 @@ def accumulate_task_gradients(
 
     losses = {name: task_losses[name].detach().float() for name in present}
     if _is_distributed():
-        device = next(iter(task_losses.values())).device
+        device = params[0].device if params else torch.device("cpu")
         mask = torch.tensor([float(name in present) for name in task_names], device=device)
         size_shared, size_specific = sum(p.numel() for p in shared), sum(p.numel() for p in specific)
         stacked = torch.zeros(len(task_names), size_shared + size_specific + 1, device=device)
@@ -77,10 +77,12 @@ def accumulate_task_gradients(
             dist.all_reduce(aux_grad)
             aux_grad /= dist.get_world_size()
 
-    if shared:
+    # No task left (every loss of the micro-batch was non-finite, and the step will be skipped): only the
+    # collectives above had to run, so that the other processes do not wait.
+    if shared and present:
         combined = strategy.combine_gradients(per_task_shared, losses)
         _add_into_grads(shared, combined)
-    if specific:
+    if specific and present:
         weights = strategy.weights()
         _add_into_grads(specific, sum(per_task_specific[n] * weights.get(n, 1.0) for n in present))
     if aux_grad is not None:
