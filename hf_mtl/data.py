@@ -197,6 +197,13 @@ def preprocess_task(
         return dataset
     check_columns(dataset, task, split, need_labels)
     columns = text_columns(task)
+    if task.type == "multiple_choice":  # over the whole split: `map` below only sees 1000 rows at a time
+        counts = sorted({len(choices) if isinstance(choices, Sequence) else 0 for choices in dataset[columns[1]]})
+        if len(counts) != 1 or counts[0] == 0:
+            raise DataError(
+                f"Task {task.name!r} ({split} split): every example needs the same, non-zero number of choices; "
+                f"found {counts}."
+            )
     if task.type == "token_classification":
         words = dataset[columns[0]]
         for row, sentence in enumerate(words):
@@ -390,6 +397,12 @@ class MultiTaskCollator:
     def _collate_one_task(self, features: list[dict], task: TaskSpec, has_labels: bool) -> dict[str, Any]:
         if task.type == "multiple_choice":
             num_choices = len(features[0]["input_ids"])
+            counts = sorted({len(feature["input_ids"]) for feature in features})
+            if len(counts) > 1:
+                raise DataError(
+                    f"Task {task.name!r}: the examples of one batch have {counts} choices; every example of a "
+                    "multiple-choice task needs the same number of choices."
+                )
             flat = [
                 {key: feature[key][c] for key in MODEL_INPUTS if key in feature}
                 for feature in features
