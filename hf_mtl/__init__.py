@@ -16,6 +16,9 @@ from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_tas
 from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
+from .checkpointing import get_last_complete_checkpoint
+from .input_checks import InputError
+from .safe_loading import UnsafeCheckpointError
 from .weighting import WEIGHTINGS
 
 
@@ -35,6 +38,9 @@ __all__ = [
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "NonFiniteLossError",
+    "InputError",
+    "UnsafeCheckpointError",
+    "get_last_complete_checkpoint",
     "TaskSampler",
     "preprocess_task",
     "CheckpointError",

@@ -14,13 +14,10 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers.utils import logging
 
 from .errors import HfMtlError, LabelError
 from .tasks import TaskSpec
 
-
-logger = logging.get_logger(__name__)
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -141,29 +138,6 @@ def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Seq
                 )
             encoded.append([class_id(tag, row) for tag in value])
     return encoded
-
-
-def check_tokenizer_fits_model(tokenizer, model, max_length: int) -> int:
-    """Fail before any work when the tokenizer can produce ids the model cannot embed; returns the sequence length
-    to tokenise to: `max_length`, lowered (with a warning, as Transformers' example scripts do) to the encoder's
-    position embeddings when it exceeds them."""
-    embeddings = model.get_input_embeddings()
-    vocab = getattr(embeddings, "num_embeddings", None)
-    if tokenizer is not None and vocab is not None and len(tokenizer) > vocab:
-        raise DataError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab} (encoder vocab_size): "
-            "they do not belong together. Load the tokenizer of the model's backbone "
-            "(`AutoTokenizer.from_pretrained(<same path>)`), or after adding tokens call "
-            "`model.resize_token_embeddings(len(tokenizer))`."
-        )
-    positions = getattr(model.config.encoder, "max_position_embeddings", None)
-    if positions is not None and max_length > positions:
-        logger.warning(
-            f"max_seq_length={max_length} exceeds the encoder's {positions} position embeddings; "
-            f"tokenising to {positions} tokens instead."
-        )
-        return positions
-    return max_length
 
 
 # ---------------------------------------------------------------------------------------------- tokenisation

@@ -36,9 +36,10 @@ from .checkpointing import (
     verify_checkpoint,
     verify_checkpoint_tasks,
 )
-from .data import MultiTaskCollator, MultiTaskDataset, check_tokenizer_fits_model, preprocess_task
+from .data import MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .errors import TaskError
 from .evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
+from .input_checks import check_tokenizer_fits_model
 from .modeling_multitask import MultiTaskModel
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .sampling import MultiTaskBatchSampler, build_task_sampler
@@ -403,17 +404,22 @@ class MultiTaskTrainer(Trainer):
         output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.args.should_save:
             clear_checkpoint_marker(output_dir)  # re-saving into an existing folder: incomplete until the end
-        # Older checkpoints are rotated out only once this one is complete, so a crash never leaves none.
-        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        # Pushed and rotating older checkpoints out happen once this one is complete: a crash never leaves no
+        # complete checkpoint, and a pushed checkpoint carries the strategy state and the marker.
+        limit, push = self.args.save_total_limit, self.args.push_to_hub
+        self.args.save_total_limit, self.args.push_to_hub = None, False
         try:
             super()._save_checkpoint(model, trial)
         finally:
-            self.args.save_total_limit = limit
+            self.args.save_total_limit, self.args.push_to_hub = limit, push
         if self.args.should_save and os.path.isdir(output_dir):
             save_file(self.multitask_state_dict(), os.path.join(output_dir, TRAINER_STATE_FILE), self._state_metadata())
         self.accelerator.wait_for_everyone()  # every process's rng_state_<rank>.pth is written
         if self.args.should_save and os.path.isdir(output_dir):
             mark_checkpoint_complete(output_dir, self.state.global_step)
+        if push:
+            self._push_from_checkpoint(output_dir)
+        if self.args.should_save:
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:

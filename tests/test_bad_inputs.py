@@ -278,7 +278,7 @@ BAD_INPUTS = [
              DataError, r"Task\(s\) \['swag'\] \(multiple choice\) cannot share a mixed batch"),
     # ------------------------------------------------------------------ trainer
     BadInput("trainer", "tokenizer larger than the model's vocabulary", lambda e: e.trainer(model=e.demo_model(vocab_size=99)),
-             DataError, r"The tokenizer has 30522 tokens but the model embeds only 99"),
+             InputError, r"The tokenizer has 30522 tokens but the model embeds only 99"),
     BadInput("trainer", "a task with zero training examples", lambda e: e.trainer(train={**e.train, "rating": e.train["rating"].select([])}),
              DataError, r"Task 'rating': the train split is empty"),
     BadInput("trainer", "one Dataset instead of a dict per task", lambda e: e.trainer(train=e.train["sentiment"]),

@@ -79,6 +79,8 @@ def test_the_hub_token_never_appears_in_logs_files_cards_or_errors(tmp_path):
         # The token was really used: the pushes went through, authenticated.
         pushed = hub.repos[f"{USER}/mtl-secret-{mode}"].files
         assert {"README.md", "training_args.bin", "model.safetensors", "last-checkpoint/trainer_state.json"} <= set(pushed), mode
+        # The pushed checkpoint is complete: strategy state and completion marker went up with it.
+        assert {"last-checkpoint/hf_mtl_trainer_state.safetensors", "last-checkpoint/hf_mtl_checkpoint_complete.json"} <= set(pushed)
         # ... and it is nowhere else: output, logs at DEBUG, tracebacks, files.
         for stream in ("stdout.txt", "stderr.txt"):
             text = (work / stream).read_text()
