@@ -44,9 +44,12 @@ def split_finite(
 
 
 def gradients_are_finite(parameters) -> bool:
-    """Whether every existing gradient is finite (one device sync)."""
-    checks = [torch.isfinite(p.grad).all() for p in parameters if p.grad is not None]
-    return bool(torch.stack(checks).all()) if checks else True
+    """Whether the gradient norm over every existing gradient is finite (one device sync). The fused norm kernels
+    are what Trainer's own gradient clipping uses, and far faster on CPU than an element-wise `isfinite` pass."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=2.0)))
 
 
 def non_finite_message(bad: dict[str, float], step: int, bad_gradient: bool = False, elsewhere: bool = False) -> str:
