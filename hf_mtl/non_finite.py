@@ -8,8 +8,11 @@
 - `"skip"`: the non-finite losses are left out of the backward pass, and the whole optimizer step is dropped on every
   process: all gradients (model and learnable task weights) are cleared before `optimizer.step()`, the weighting
   strategy's state is restored to what it was when the step began and its step hook is not called. A warning names
-  the task(s) and the step, and the training logs count `skipped_steps`. The learning-rate schedule and
-  `global_step` still advance (as with Trainer's skipped fp16 overflow steps).
+  the task(s) and the step, and the training logs count `skipped_steps`. The step still counts: `global_step` and
+  the learning-rate schedule advance, only its update is dropped.
+
+Gradients are checked too (after clipping, before `optimizer.step()`): a NaN/inf gradient with finite losses (an
+overflow in the backward pass) is handled the same way. With an fp16 `GradScaler` that check is left to the scaler.
 """
 
 from __future__ import annotations
