@@ -17,6 +17,9 @@ from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
 from . import learned_sampling  # noqa: F401  (registers sampling='learned')
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
+from .checkpointing import get_last_complete_checkpoint
+from .input_checks import InputError
+from .safe_loading import UnsafeCheckpointError
 from .weighting import WEIGHTINGS
 from . import transfer  # registers the `fixed` and `rehearsal` samplers
 from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
@@ -40,6 +43,9 @@ __all__ = [
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "NonFiniteLossError",
+    "InputError",
+    "UnsafeCheckpointError",
+    "get_last_complete_checkpoint",
     "TaskSampler",
     "preprocess_task",
     "CheckpointError",

@@ -8,6 +8,7 @@ task's label set fails with the task, the column/row and the fix.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from datasets import Dataset
 
 from .errors import HfMtlError, LabelError
 from .tasks import TaskSpec
+
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -157,6 +159,8 @@ def preprocess_task(
     alignment of the words that remain. A dataset that already has `input_ids` is returned as is (its `labels`
     must already be in the head's format).
     """
+    if max_length is None or max_length < 2:
+        raise DataError(f"Task {task.name!r}: max_length must be at least 2 (room for [CLS] and [SEP]), got {max_length}.")
     if is_preprocessed(dataset):
         if len(dataset) == 0:
             raise DataError(f"Task {task.name!r}: the {split} split is empty; give it at least one example.")
@@ -167,6 +171,13 @@ def preprocess_task(
         return dataset
     check_columns(dataset, task, split, need_labels)
     columns = text_columns(task)
+    if task.type == "multiple_choice":  # over the whole split: `map` below only sees 1000 rows at a time
+        counts = sorted({len(choices) if isinstance(choices, Sequence) else 0 for choices in dataset[columns[1]]})
+        if len(counts) != 1 or counts[0] == 0:
+            raise DataError(
+                f"Task {task.name!r} ({split} split): every example needs the same, non-zero number of choices; "
+                f"found {counts}."
+            )
     if task.type == "token_classification":
         words = dataset[columns[0]]
         for row, sentence in enumerate(words):
@@ -300,9 +311,43 @@ class MultiTaskCollator:
         inputs = [{key: feature[key] for key in MODEL_INPUTS if key in feature} for feature in features]
         return dict(self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
 
+    def _check_features(self, features: list[dict[str, Any]]) -> tuple[list[int], bool]:
+        """Task ids of the features and whether they carry labels; a clear `DataError` for what cannot be padded."""
+        if not features:
+            raise DataError("MultiTaskCollator got an empty list of features: a batch needs at least one example.")
+        task_ids = []
+        for row, feature in enumerate(features):
+            task_id = feature.get("task_id") if isinstance(feature, Mapping) else None
+            if isinstance(task_id, torch.Tensor) and task_id.numel() == 1:
+                task_id = task_id.item()
+            if isinstance(task_id, numbers.Integral) and not isinstance(task_id, bool):
+                task_id = int(task_id)
+            if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 <= task_id < len(self.tasks):
+                raise DataError(
+                    f"Feature {row}: `task_id` must be a task index in 0..{len(self.tasks) - 1} "
+                    f"({', '.join(f'{i}={t.name}' for i, t in enumerate(self.tasks))}), got {task_id!r}."
+                )
+            if "input_ids" not in feature:
+                raise DataError(f"Feature {row} (task {self.tasks[task_id].name!r}) has no `input_ids`: tokenise it first.")
+            task_ids.append(task_id)
+        with_labels = [row for row, feature in enumerate(features) if "labels" in feature]
+        if with_labels and len(with_labels) != len(features):
+            missing = sorted(set(range(len(features))) - set(with_labels))
+            raise DataError(
+                f"Feature(s) {missing[:10]} have no `labels` while the others do: a batch is either labelled or not."
+            )
+        for row, (feature, task_id) in enumerate(zip(features, task_ids)):
+            task = self.tasks[task_id]
+            if with_labels and task.type == "token_classification" and len(feature["labels"]) != len(feature["input_ids"]):
+                raise DataError(
+                    f"Feature {row} (task {task.name!r}): {len(feature['labels'])} token labels for "
+                    f"{len(feature['input_ids'])} input ids; token labels must be aligned to the input ids "
+                    "(see `preprocess_task`, which aligns word labels to sub-words)."
+                )
+        return task_ids, bool(with_labels)
+
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        task_ids = [int(feature["task_id"]) for feature in features]
-        has_labels = all("labels" in feature for feature in features)
+        task_ids, has_labels = self._check_features(features)
         if len(set(task_ids)) == 1:
             task = self.tasks[task_ids[0]]
             batch = self._collate_one_task(features, task, has_labels)
@@ -326,6 +371,12 @@ class MultiTaskCollator:
     def _collate_one_task(self, features: list[dict], task: TaskSpec, has_labels: bool) -> dict[str, Any]:
         if task.type == "multiple_choice":
             num_choices = len(features[0]["input_ids"])
+            counts = sorted({len(feature["input_ids"]) for feature in features})
+            if len(counts) > 1:
+                raise DataError(
+                    f"Task {task.name!r}: the examples of one batch have {counts} choices; every example of a "
+                    "multiple-choice task needs the same number of choices."
+                )
             flat = [
                 {key: feature[key][c] for key in MODEL_INPUTS if key in feature}
                 for feature in features

@@ -16,6 +16,8 @@ from .adversarial import TaskDiscriminator
 from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
+from .input_checks import check_model_inputs
+from .safe_loading import safe_weights_loading
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -199,11 +201,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 Also return a dict with `missing_keys` (encoder weights left random), `unexpected_keys`
                 (checkpoint weights not used) and `new_head_keys`.
             config_kwargs (`dict`, *optional*): Extra [`MultiTaskConfig`] arguments (`pooling`, ...).
-            from_pretrained_kwargs: Passed to `AutoModel.from_pretrained` (`revision`, `token`, `dtype`, ...).
+            from_pretrained_kwargs: Passed to `AutoModel.from_pretrained` (`revision`, `token`, `dtype`, ...). Weights
+                load from safetensors only unless you pass `use_safetensors=False` (a pickle-only backbone you trust).
         """
-        backbone, info = AutoModel.from_pretrained(
-            pretrained_model_name_or_path, output_loading_info=True, **from_pretrained_kwargs
-        )
+        with safe_weights_loading(pretrained_model_name_or_path, from_pretrained_kwargs):
+            backbone, info = AutoModel.from_pretrained(
+                pretrained_model_name_or_path, output_loading_info=True, **from_pretrained_kwargs
+            )
         config = cls.config_class(encoder=backbone.config, tasks=tasks, **(config_kwargs or {}))
         model = cls(config)
         result = model.encoder.load_state_dict(backbone.state_dict(), strict=False)
@@ -231,13 +235,18 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, refusing an hf_mtl checkpoint whose weights do not match its config."""
+        """`PreTrainedModel.from_pretrained`, refusing an hf_mtl checkpoint whose weights do not match its config.
+
+        Weights load from safetensors only unless you opt in to pickles with `use_safetensors=False` (see
+        `hf_mtl.safe_loading`); a corrupted `*.safetensors` file fails with a `CheckpointError` naming it.
+        """
         want_info = kwargs.pop("output_loading_info", False)
         # Size mismatches are collected and reported below with the task they belong to, unless the caller opts in.
         allow_resize = kwargs.pop("ignore_mismatched_sizes", False)
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
-        )
+        with safe_weights_loading(pretrained_model_name_or_path, kwargs):
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
         _check_checkpoint_matches(model, info, pretrained_model_name_or_path, allow_resize)
         return (model, info) if want_info else model
 
@@ -302,6 +311,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("Pass `input_ids` or `inputs_embeds`.")
+        check_model_inputs(self, input_ids, attention_mask, inputs_embeds, labels)
         labels_are_padded = task is None  # mixed-task collators pad every row's labels to a common width
         task_ids, single_task = self._resolve_tasks(task, task_ids, reference)
         input_shape = reference.shape[:-1] if inputs_embeds is not None else reference.shape

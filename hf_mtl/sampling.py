@@ -139,8 +139,9 @@ def stratified_counts(probabilities: torch.Tensor, total: int, generator: torch.
     positive = probabilities > 0
     if total >= int(positive.sum()):
         counts = torch.where(positive & (counts == 0), torch.ones_like(counts), counts)
-    while counts.sum() > total:  # the minimum of one row overshot: take from the largest
-        counts[torch.argmax(counts - expected)] -= 1
+    while counts.sum() > total:  # the minimum of one row overshot: take from the most over-served task that keeps one
+        surplus = torch.where(counts > 1, counts - expected, torch.full_like(expected, -math.inf))
+        counts[torch.argmax(surplus)] -= 1
     remainder = total - int(counts.sum())
     if remainder > 0:
         residual = (expected - counts).clamp(min=0) + 1e-12 * positive

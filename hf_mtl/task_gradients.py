@@ -64,7 +64,7 @@ def accumulate_task_gradients(
 
     losses = {name: task_losses[name].detach().float() for name in present}
     if _is_distributed():
-        device = next(iter(task_losses.values())).device
+        device = params[0].device if params else torch.device("cpu")
         rows = task_rows or {}
         mask = torch.tensor([float(rows.get(name, 1)) if name in present else 0.0 for name in task_names], device=device)
         size_shared, size_specific = sum(p.numel() for p in shared), sum(p.numel() for p in specific)
@@ -82,10 +82,12 @@ def accumulate_task_gradients(
             dist.all_reduce(aux_grad)
             aux_grad /= dist.get_world_size()
 
-    if shared:
+    # No task left (every loss of the micro-batch was non-finite, and the step will be skipped): only the
+    # collectives above had to run, so that the other processes do not wait.
+    if shared and present:
         combined = strategy.combine_gradients(per_task_shared, losses)
         _add_into_grads(shared, combined)
-    if specific:
+    if specific and present:
         weights = strategy.weights()
         _add_into_grads(specific, sum(per_task_specific[n] * weights.get(n, 1.0) for n in present))
     if aux_grad is not None:

@@ -15,7 +15,8 @@ class TaskLossTracker:
         self._window = torch.zeros(2, width, dtype=torch.float64)  # row 0: sums, row 1: counts
         self._step = torch.zeros(2, len(self.task_names), dtype=torch.float64)
         self.skipped_steps = 0
-        self.non_finite_tasks: set[str] = set()
+        self.non_finite_tasks: dict[str, float] = {}  # name -> value, for the step being accumulated
+        self.step_skipped = False
 
     def add(self, task_losses: dict[str, float | torch.Tensor], auxiliary_losses: dict | None = None) -> None:
         for name, value in task_losses.items():

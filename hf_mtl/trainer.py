@@ -20,17 +20,28 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from datasets import Dataset, DatasetDict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, rotate_checkpoints
+from transformers.utils import logging
 
 from .adversarial import ganin_coefficient
 from .callbacks import MultiTaskCallback
+from .checkpointing import (
+    clear_checkpoint_marker,
+    load_multitask_state_file,
+    mark_checkpoint_complete,
+    resolve_resume_checkpoint,
+    verify_checkpoint,
+    verify_checkpoint_tasks,
+)
 from .data import MultiTaskCollator, MultiTaskDataset, preprocess_task
-from .errors import HfMtlError, TaskError
+from .errors import TaskError
 from .evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
+from .input_checks import check_tokenizer_fits_model
 from .modeling_multitask import MultiTaskModel
+from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .sampling import MultiTaskBatchSampler, build_task_sampler
 from .task_gradients import accumulate_task_gradients
 from .tracking import TaskLossTracker
@@ -38,11 +49,11 @@ from .training_args import MultiTaskTrainingArguments
 from .weighting import build_weighting
 
 
+logger = logging.get_logger(__name__)
+
+
 TRAINER_STATE_FILE = "hf_mtl_trainer_state.safetensors"
-
-
-class NonFiniteLossError(HfMtlError):
-    """A task's loss became NaN or infinite (with `non_finite_loss="error"`)."""
+__all__ = ["MultiTaskTrainer", "NonFiniteLossError", "TRAINER_STATE_FILE"]
 
 
 class MultiTaskTrainer(Trainer):
@@ -95,6 +106,7 @@ class MultiTaskTrainer(Trainer):
 
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
         self._check_compatibility(model, args)
+        self.max_seq_length = check_tokenizer_fits_model(processing_class, model, args.max_seq_length)
         self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
         self.task_eval_datasets = self._prepare_split(eval_dataset, "eval", processing_class, args, require_all=False)
         if self.task_train_datasets:
@@ -180,7 +192,7 @@ class MultiTaskTrainer(Trainer):
             if "input_ids" not in dataset.column_names and tokenizer is None:
                 raise ValueError(f"Task {name!r}: raw {split} data needs `processing_class` (a tokenizer) to tokenise it.")
             with args.main_process_first(desc=f"tokenizing {name} ({split})"):
-                prepared[name] = preprocess_task(dataset, self.task_specs[name], tokenizer, args.max_seq_length, split)
+                prepared[name] = preprocess_task(dataset, self.task_specs[name], tokenizer, self.max_seq_length, split)
         return prepared
 
     # ------------------------------------------------------------------ data
@@ -244,42 +256,38 @@ class MultiTaskTrainer(Trainer):
             optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
         return optimizer
 
-    def _auxiliary_loss(self, outputs) -> torch.Tensor | None:
-        losses = outputs.auxiliary_losses or {}
+    def _auxiliary_loss(self, auxiliary_losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         terms = []
-        if "adversarial" in losses and self.args.adversarial_weight > 0:
-            terms.append(self.args.adversarial_weight * losses["adversarial"])
-        if "orthogonality" in losses and self.args.orthogonality_weight > 0:
-            terms.append(self.args.orthogonality_weight * losses["orthogonality"])
+        if "adversarial" in auxiliary_losses and self.args.adversarial_weight > 0:
+            terms.append(self.args.adversarial_weight * auxiliary_losses["adversarial"])
+        if "orthogonality" in auxiliary_losses and self.args.orthogonality_weight > 0:
+            terms.append(self.args.orthogonality_weight * auxiliary_losses["orthogonality"])
         return sum(terms) if terms else None
 
-    def _check_finite(self, task_losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Returns the finite losses; a non-finite one stops training or marks the step to be skipped."""
-        bad = [name for name, loss in task_losses.items() if not torch.isfinite(loss.detach())]
-        if not bad:
-            return task_losses
-        if self.args.non_finite_loss == "error":
-            raise NonFiniteLossError(
-                f"Non-finite loss for task(s) {bad} at step {self.state.global_step} "
-                f"(values: {[float(task_losses[n]) for n in bad]}). Lower the learning rate, check the data of "
-                "these tasks, or set non_finite_loss='skip' to drop such steps."
-            )
-        self.loss_tracker.non_finite_tasks.update(bad)
-        return {name: loss for name, loss in task_losses.items() if name not in bad}
+    def _finite_losses(self, outputs) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The micro-batch's task and auxiliary losses without the non-finite ones (see `non_finite.py`): those stop
+        training (`non_finite_loss="error"`) or mark the optimizer step to be skipped on every process."""
+        tasks, auxiliary, bad = split_finite(dict(outputs.task_losses or {}), dict(outputs.auxiliary_losses or {}))
+        if bad:
+            self.loss_tracker.non_finite_tasks.update(bad)
+            # Several processes: the callback raises on all of them before the optimizer step, so none hangs.
+            if self.args.non_finite_loss == "error" and self.args.world_size <= 1:
+                raise NonFiniteLossError(non_finite_message(bad, self.state.global_step))
+        return tasks, auxiliary
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         if not model.training or outputs.task_losses is None:
             return (outputs.loss, outputs) if return_outputs else outputs.loss
-        task_losses = self._check_finite(outputs.task_losses)
+        task_losses, auxiliary_losses = self._finite_losses(outputs)
         if task_losses:
             loss = self.weighting.combine(task_losses)
         else:  # every task of the micro-batch is non-finite: contribute nothing (the step is skipped anyway)
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
-        auxiliary = self._auxiliary_loss(outputs)
+        auxiliary = self._auxiliary_loss(auxiliary_losses)
         if auxiliary is not None:
             loss = loss + auxiliary
-        self.loss_tracker.add({n: l.detach() for n, l in task_losses.items()}, outputs.auxiliary_losses)
+        self.loss_tracker.add({n: l.detach() for n, l in task_losses.items()}, auxiliary_losses)
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -292,7 +300,7 @@ class MultiTaskTrainer(Trainer):
         sync_off = self.accelerator.no_sync(model) if self.args.world_size > 1 else contextlib.nullcontext()
         with sync_off, self.compute_loss_context_manager():
             outputs = model(**inputs)
-        task_losses = self._check_finite(outputs.task_losses)
+        task_losses, auxiliary_losses = self._finite_losses(outputs)
         unwrapped = self.accelerator.unwrap_model(model)
         shared = [p for _, p in unwrapped.shared_parameters()]
         shared_ids = {id(p) for p in shared}
@@ -302,9 +310,9 @@ class MultiTaskTrainer(Trainer):
             scale *= float(self.accelerator.scaler.get_scale())
         rows = {name: int(indices.numel()) for name, indices in outputs.task_indices.items()}
         losses = accumulate_task_gradients(
-            task_losses, self._auxiliary_loss(outputs), shared, specific, self.weighting, self.task_names, scale, rows
+            task_losses, self._auxiliary_loss(auxiliary_losses), shared, specific, self.weighting, self.task_names, scale, rows
         )
-        self.loss_tracker.add(losses, outputs.auxiliary_losses)
+        self.loss_tracker.add(losses, auxiliary_losses)
         weights = self.weighting.weights()
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         return torch.tensor(total / self.current_gradient_accumulation_steps, device=self.args.device)
@@ -397,24 +405,54 @@ class MultiTaskTrainer(Trainer):
 
     # ------------------------------------------------------------------ checkpoints
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """`Trainer.train`; `resume_from_checkpoint=True` resumes from the newest *complete* checkpoint of
+        `output_dir` (see `hf_mtl.checkpointing`), never from one a crash interrupted while it was being written."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir)
+            logger.info(f"Resuming from {resume_from_checkpoint}, the newest complete checkpoint.")
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        run_dir = self._get_output_dir(trial=trial)
+        output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.args.should_save:
-            output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            if os.path.isdir(output_dir):
-                save_file(self.multitask_state_dict(), os.path.join(output_dir, TRAINER_STATE_FILE))
+            clear_checkpoint_marker(output_dir)  # re-saving into an existing folder: incomplete until the end
+        # Pushed and rotating older checkpoints out happen once this one is complete: a crash never leaves no
+        # complete checkpoint, and a pushed checkpoint carries the strategy state and the marker.
+        limit, push = self.args.save_total_limit, self.args.push_to_hub
+        self.args.save_total_limit, self.args.push_to_hub = None, False
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit, self.args.push_to_hub = limit, push
+        if self.args.should_save and os.path.isdir(output_dir):
+            save_file(self.multitask_state_dict(), os.path.join(output_dir, TRAINER_STATE_FILE), self._state_metadata())
+        self.accelerator.wait_for_everyone()  # every process's rng_state_<rank>.pth is written
+        if self.args.should_save and os.path.isdir(output_dir):
+            mark_checkpoint_complete(output_dir, self.state.global_step)
+        if push:
+            self._push_from_checkpoint(output_dir)
+        if self.args.should_save:
+            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        verify_checkpoint(resume_from_checkpoint)
+        verify_checkpoint_tasks(resume_from_checkpoint, self.model.config)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, TRAINER_STATE_FILE)
         if os.path.isfile(path):
-            self.load_multitask_state_dict(load_file(path))
+            self.load_multitask_state_dict(load_multitask_state_file(path, self._state_metadata()))
         elif len(self.weighting.state_dict()):
             raise FileNotFoundError(
                 f"{resume_from_checkpoint} has no {TRAINER_STATE_FILE}: the {self.args.weighting!r} weighting state "
                 "cannot be restored, so the resumed run would not continue exactly. Resume from a checkpoint written "
                 "by MultiTaskTrainer."
             )
+
+    def _state_metadata(self) -> dict[str, str]:
+        """What the saved strategy state belongs to: a resume with another weighting or task list fails clearly."""
+        return {"weighting": self.args.weighting, "task_names": ",".join(self.task_names)}
 
     def multitask_state_dict(self) -> dict[str, torch.Tensor]:
         """Weighting and sampler state (tensors only, saved with safetensors in every checkpoint)."""

@@ -25,7 +25,8 @@ def _has_accelerator() -> bool:
 NON_FINITE_CHOICES = ("error", "skip")
 
 
-@dataclass
+# `repr=False`: keep TrainingArguments' `__repr__`, which masks `*_token` fields (a generated one would print them).
+@dataclass(repr=False)
 class MultiTaskTrainingArguments(TrainingArguments):
     r"""
     [`TrainingArguments`] for [`MultiTaskTrainer`]. Every field of `TrainingArguments` keeps its meaning (epochs and
@@ -85,6 +86,29 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
     _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["sampling_kwargs", "weighting_kwargs"]
 
+    def __getstate__(self):
+        """Pickles carry no secrets: Trainer saves these arguments as `training_args.bin` in every checkpoint and
+        pushes it to the Hub, so `*_token` fields (`hub_token`) are pickled as `None`. Unpickled arguments then fall
+        back to `HF_TOKEN` / the `hf auth login` cache, as when no token is given. Copies keep the token."""
+        state = dict(self.__dict__)
+        for name in state:
+            if name.endswith("_token"):
+                state[name] = None
+        return state
+
+    def __copy__(self):
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(dict(self.__dict__), memo))
+        return clone
+
     def __post_init__(self):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not _has_accelerator():
             # Launched with several processes (torchrun / accelerate launch) on a machine without GPUs: without
@@ -93,7 +117,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if self.ddp_find_unused_parameters is None:
             # One task per step leaves the other heads without gradients; DDP must not wait for them.
             self.ddp_find_unused_parameters = True
-        super().__post_init__()
+        # Parsed before TrainingArguments' own pass over `_VALID_DICT_FIELDS`, whose JSON error does not name the field.
         for name in ("sampling_kwargs", "weighting_kwargs"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -104,6 +128,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"`{name}` must be a dict or a JSON object string, got {type(value).__name__}.")
             setattr(self, name, dict(value or {}))
+        super().__post_init__()
         if self.sampling not in SAMPLERS:
             raise ValueError(SAMPLERS.unknown_message(self.sampling))
         if self.weighting not in WEIGHTINGS:

@@ -25,9 +25,10 @@ class TokenClassificationHead(TaskHead):
         return self.classifier(self.dropout(hidden_states))
 
     def compute_loss(self, logits, labels):
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, self.num_labels), labels.reshape(-1).long(), ignore_index=-100
-        )
+        # Mean over the labelled tokens, and 0 (not NaN) when a batch has none (e.g. rows with an empty word list).
+        labels = labels.reshape(-1).long()
+        total = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels, ignore_index=-100, reduction="sum")
+        return total / (labels != -100).sum().clamp(min=1)
 
     def labels_from_padded(self, padded, input_shape):
         return _as_class_ids(padded[:, : input_shape[-1]])
