@@ -149,13 +149,25 @@ def layouts(draw):
     )
 
 
+def _sampler_kwargs(layout) -> dict:
+    """Samplers that need arguments get valid ones (a rehearsal needs an old task beside the new one)."""
+    k = len(layout["task_sizes"])
+    if layout["sampler"] == "fixed":
+        return {"probabilities": [1.0] * k}
+    if layout["sampler"] == "rehearsal":
+        return {"ratio": 0.2 if k > 1 else 0.0, "new_tasks": [k - 1]} if k > 1 else {"ratio": 0.0}
+    if layout["sampler"] == "learned":
+        return {"floor": 0.0}
+    return {}
+
+
 def _samplers(layout, **overrides) -> list[MultiTaskBatchSampler]:
     layout = {**layout, **overrides}
     samplers = []
     for rank in range(layout["num_replicas"]):
         sampler = MultiTaskBatchSampler(
             layout["task_sizes"],
-            build_task_sampler(layout["sampler"], layout["task_sizes"]),
+            build_task_sampler(layout["sampler"], layout["task_sizes"], **_sampler_kwargs(layout)),
             batch_size=layout["batch_size"],
             batching=layout["batching"],
             gradient_accumulation_steps=layout["gradient_accumulation_steps"],
