@@ -36,7 +36,8 @@ def plot_training_curves(
     if any(f"weight_{name}" in entry for entry in log_history for name in task_names):
         panels.append(("Task weights", "weight_{}", "weight"))
     metrics = dict(main_metrics or {})
-    if any(f"eval_{name}_{metrics.get(name)}" in entry for entry in log_history for name in task_names):
+    eval_steps = {entry.get("step") for entry in log_history for name in task_names if f"eval_{name}_{metrics.get(name)}" in entry}
+    if len(eval_steps) > 1:  # one final evaluation is a table (metrics.json), not a curve
         panels.append(("Evaluation (main metric per task)", "eval_{}_{}", "score"))
     if not any(f"loss_{name}" in entry for entry in log_history for name in task_names):
         return None
@@ -50,6 +51,10 @@ def plot_training_curves(
                 label = f"{name} ({metrics[name]})" if pattern.count("{}") == 2 else name
                 axis.plot(steps, values, marker="o" if len(steps) < 12 else None, ms=3, label=label,
                           color=colors[i % len(colors)])
+        if ylabel == "loss":
+            values = [v for line in axis.get_lines() for v in line.get_ydata() if v > 0]
+            if values and max(values) / min(values) > 20:  # e.g. a regression MSE next to cross-entropies
+                axis.set_yscale("log")
         axis.set_title(panel_title)
         axis.set_xlabel("optimizer step")
         axis.set_ylabel(ylabel)

@@ -104,6 +104,9 @@ def transfer_table(
             verdict = "within seed spread"
         else:
             verdict = "multi-task better" if better else "single-task better (negative transfer)"
+        starved = budgets and any(budgets[s][task]["rows"] == 0 for s in seeds)
+        if starved:
+            verdict = "not comparable: the multi-task run drew no rows of this task (train longer)"
         row = {
             "task": task, "metric": metric, "lower_is_better": lower, "seeds": seeds,
             "single": statistics.fmean(single), "multi": statistics.fmean(multi), "delta": delta,

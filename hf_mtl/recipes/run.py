@@ -146,6 +146,8 @@ def write_run_reports(recipe: Recipe, result: RunResult, train_metrics: dict[str
         "eval_average": result.eval_metrics.get("eval_average"),
         "majority_baselines": majority_baselines(result.data),
         "train": {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))},
+        "global_step": result.trainer.state.global_step,
+        "world_size": result.trainer.args.world_size,
         "data": {name: task.description for name, task in result.data.items()},
     }
     files = {"metrics": out / METRICS_FILE, "recipe": out / "recipe.yaml"}
