@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import os
 import re
 import types
@@ -351,11 +352,16 @@ def _coerce(source: str, section: str, cls, values: dict) -> dict:
     hints = typing.get_type_hints(cls)
     result = dict(values)
     for name, value in values.items():
-        if not isinstance(value, str) or name not in hints:
+        if name not in hints:
             continue
         hint = hints[name]
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-        if str in options:
+        textual = str in options or any(isinstance(o, type) and issubclass(o, enum.Enum) for o in options)
+        if isinstance(value, bool) and bool not in options and textual:
+            # YAML 1.1 reads a bare `no` as false: `eval_strategy: no` means the strategy "no".
+            result[name] = "no" if value is False else "yes"
+            continue
+        if not isinstance(value, str) or str in options:
             continue
         for kind in (int, float):
             if kind in options:
