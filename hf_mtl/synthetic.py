@@ -131,8 +131,9 @@ def demo_datasets(
     if unknown:
         raise ValueError(f"Unknown demo task(s) {unknown}. Choose from: {', '.join(_GENERATORS)}.")
     result = {}
-    for index, name in enumerate(names):
-        rng = random.Random(seed * 7919 + index)
+    for name in names:
+        # Seeded by the task's fixed position, so a task's rows do not depend on which other tasks were asked for.
+        rng = random.Random(seed * 7919 + list(_GENERATORS).index(name))
         rows = [_GENERATORS[name](rng) for _ in range(num_train + num_eval)]
         result[name] = DatasetDict(
             train=Dataset.from_list(rows[:num_train]), validation=Dataset.from_list(rows[num_train:])

@@ -98,10 +98,10 @@ def transfer_table(
         spread = statistics.stdev(deltas) if len(seeds) > 1 else None
         lower = metric in LOWER_IS_BETTER
         better = delta < 0 if lower else delta > 0
-        if delta == 0:
-            verdict = "no difference"
-        elif spread is not None and abs(delta) <= spread:
+        if spread is not None and abs(delta) <= spread:
             verdict = "within seed spread"
+        elif delta == 0:
+            verdict = "no difference"
         else:
             verdict = "multi-task better" if better else "single-task better (negative transfer)"
         starved = budgets and any(budgets[s][task]["rows"] == 0 for s in seeds)
