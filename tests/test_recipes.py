@@ -219,3 +219,35 @@ def test_seeded_runs_are_reproducible(tmp_path):
     second = train_recipe(load_recipe(path, ["training.max_steps=2", "training.disable_tqdm=true"]), log=lambda m: None)
     for (name, a), b in zip(first.trainer.model.state_dict().items(), second.trainer.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_with_torchrun(tmp_path):
+    """recipes/train.py under torchrun: world size 2 really reached, one set of reports written by rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    from .recipe_helpers import ROOT
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    overrides = [x for o in TINY + [f"training.output_dir={out}", "training.use_cpu=true"] for x in ("-o", o)]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(RECIPES / "train.py"), str(RECIPES / "demo.yaml"), *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["world_size"] == 2 and report["global_step"] == 2
+    assert done.stdout.count("hf-mtl: saved to") == 1  # rank 0 only
+    assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; without use_cpu, Trainer on CPU runs each one alone
+    with pytest.raises(RecipeError) as excinfo:
+        train_recipe(load_recipe(sst_recipe(tmp_path)), log=lambda message: None)
+    one_line_error(excinfo, "training.use_cpu", "started 2 processes")

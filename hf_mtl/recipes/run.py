@@ -65,6 +65,20 @@ def build_model(recipe: Recipe, specs: list) -> tuple[MultiTaskModel, Any]:
     return model, tokenizer
 
 
+def check_launch(recipe: Recipe, args) -> None:
+    """A launcher that started N processes which would each train alone (e.g. torchrun on a machine without GPUs,
+    where Trainer needs `use_cpu` to join them) would silently train N separate models into one folder."""
+    import os
+
+    import torch
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size != launched:
+        fix = "set training.use_cpu=true (CPU processes join only then)" if not torch.cuda.is_available() else "check the launcher's settings"
+        raise recipe.error("training.use_cpu", f"the launcher started {launched} processes, but each would train alone "
+                           f"(Trainer world size {args.world_size}): {fix}.")
+
+
 @dataclass
 class RunResult:
     """What a recipe run produced. `metrics` is `{task: {metric: value}}` of the final evaluation."""
@@ -97,6 +111,7 @@ def train_recipe(
         card_kwargs: extra `build_model_card` arguments (e.g. a `transfer_table`).
     """
     args = recipe.training_arguments(**(changes or {}))
+    check_launch(recipe, args)
     set_seed(args.seed)  # heads are initialised before Trainer seeds anything
     with args.main_process_first(desc="loading data", local=False):
         data = load_recipe_data(recipe)
@@ -122,15 +137,18 @@ def train_recipe(
     if trainer.task_eval_datasets:
         result.eval_metrics = trainer.evaluate()
         result.metrics = {task: dict(values) for task, values in trainer.last_eval_metrics.items()}
-    if save_model:
-        trainer.save_model()  # weights, config, tokenizer and the hf_mtl card (MultiTaskTrainer._save)
-        result.files["model"] = output_dir
-    if write_reports and main:
+    if write_reports and main:  # first, so a push uploads them with the model
         result.files.update(write_run_reports(recipe, result, train_output.metrics))
     if save_model and args.push_to_hub:
+        # Trainer's own path: saves the model (weights, config, tokenizer, card via MultiTaskTrainer._save), writes
+        # the card again with the Hub id (create_model_card), uploads the output folder in one commit.
         trainer.push_to_hub(commit_message=f"hf-mtl: {Path(recipe.source).stem} ({', '.join(recipe.task_names)})")
         if main:
             log(f"hf-mtl: pushed to the Hub as {trainer.hub_model_id}")
+    elif save_model:
+        trainer.save_model()  # weights, config, tokenizer and the hf_mtl card (MultiTaskTrainer._save)
+    if save_model:
+        result.files["model"] = output_dir
     return result
 
 
