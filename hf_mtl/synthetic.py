@@ -27,10 +27,14 @@ PEOPLE = ["Alice Martin", "Bob", "Chen Wei", "Diana Ross", "Omar", "Priya Nair",
 PLACES = ["Paris", "Lagos", "Tokyo", "New York", "Oslo", "Lima", "Cairo", "Sydney"]
 ORGS = ["Acme Corp", "the United Nations", "Globex", "Red Cross", "NASA", "Initech"]
 TOPIC_WORDS = {
-    "sports": ["the match", "a goal", "the league", "the coach", "the final"],
-    "politics": ["the election", "parliament", "a new law", "the minister", "the vote"],
-    "science": ["the experiment", "a telescope", "the lab", "a new vaccine", "the theory"],
-    "arts": ["the museum", "a painting", "the orchestra", "the gallery", "a sculpture"],
+    "sports": ["the match", "a goal", "the league", "the coach", "the stadium", "the tournament", "the referee",
+               "the final"],
+    "politics": ["the election", "parliament", "a new law", "the minister", "the vote", "the senate", "the president",
+                 "the campaign"],
+    "science": ["the experiment", "a telescope", "the lab", "a new vaccine", "the theory", "the physicists",
+                "a chemistry study", "the researchers"],
+    "arts": ["the museum", "a painting", "the orchestra", "the gallery", "a sculpture", "the opera", "the painter",
+             "a concert"],
 }
 TOPICS = list(TOPIC_WORDS)
 ENTITY_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]

@@ -120,7 +120,7 @@ def _load_hub(recipe: Recipe, key: str, data: dict, split: str, required: bool) 
     except ValueError as error:
         if "split" in str(error).lower() and not required:
             return None  # e.g. no `validation` split: the task is simply not evaluated
-        raise recipe.error(f"{key}.{'train' if split == 'train' else 'validation'}", f"Hub dataset {named}: {error}") from None
+        raise recipe.error(f"{key}.{split}", f"Hub dataset {named}: {error}") from None
     except Exception as error:  # datasets raises many kinds (missing dataset, gated, bad config): keep its words
         raise recipe.error(f"{key}.hub", f"could not load the Hub dataset {named}: {type(error).__name__}: {error}") from None
 
