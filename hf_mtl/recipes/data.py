@@ -242,7 +242,8 @@ def check_labels(recipe: Recipe | None, key: str, spec: TaskSpec, dataset: Datas
 def _describe(recipe: Recipe, task: TaskEntry, raw: dict[str, Dataset]) -> str:
     counts = " / ".join(f"{len(dataset)} {split}" for split, dataset in raw.items())
     if task.source_kind == "generated":
-        return f"generated: hf_mtl.synthetic '{task.data['generated']}' (seed {recipe.data_args.generated_seed}), {counts} rows"
+        return (f"generated: hf_mtl.synthetic '{task.data['generated']}' (seed {recipe.data_args.generated_seed}), {counts} "
+                "rows; validation rows use held-out words")
     if task.source_kind == "hub":
         return task.data["hub"]  # a bare Hub id: the card links it
     files = [Path(str(v)).name for split in SPLITS for v in _as_list(task.data.get(split))]
