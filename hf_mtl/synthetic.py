@@ -5,7 +5,7 @@ real multi-task suites are (the sentiment words drive both `sentiment` and `rati
 `entities` and `topics`) and a model must learn something non-trivial: negation flips sentiment, ratings count
 intensifiers, entities need context-free lexical knowledge plus BIO structure, topics are multi-label.
 
-The validation rows use held-out words (the last ~30% of each word list: sentiment words, names, places,
+With `held_out_words=True` (what recipes use), the validation rows use held-out words (the last ~30% of each word list: sentiment words, names, places,
 organisations, topic phrases) that no training row contains, so a validation score measures generalisation to
 unseen words (helped by the pretrained encoder), not memorised templates.
 
@@ -50,6 +50,8 @@ DEMO_TASKS = [
 
 def _pick(rng: random.Random, words: list, split: str):
     """A word from the split's part of a list: the first ~70% for training, the rest for validation."""
+    if split == "all":
+        return rng.choice(words)
     cut = max(1, round(len(words) * 0.7))
     return rng.choice(words[:cut] if split == "train" else words[cut:])
 
@@ -137,9 +139,14 @@ _GENERATORS = {
 
 
 def demo_datasets(
-    num_train: int = 400, num_eval: int = 100, seed: int = 0, tasks: list[str] | None = None
+    num_train: int = 400,
+    num_eval: int = 100,
+    seed: int = 0,
+    tasks: list[str] | None = None,
+    held_out_words: bool = False,
 ) -> dict[str, DatasetDict]:
-    """`{task: DatasetDict(train, validation)}` for the demo tasks (all five by default)."""
+    """`{task: DatasetDict(train, validation)}` for the demo tasks (all five by default). With `held_out_words=True`
+    the validation rows use only words no training row contains (see the module docstring)."""
     names = tasks or list(_GENERATORS)
     unknown = [name for name in names if name not in _GENERATORS]
     if unknown:
@@ -148,8 +155,12 @@ def demo_datasets(
     for name in names:
         # Seeded by the task's fixed position, so a task's rows do not depend on which other tasks were asked for.
         rng = random.Random(seed * 7919 + list(_GENERATORS).index(name))
-        train = [_GENERATORS[name](rng, "train") for _ in range(num_train)]
-        validation = [_GENERATORS[name](rng, "validation") for _ in range(num_eval)]
+        if held_out_words:
+            train = [_GENERATORS[name](rng, "train") for _ in range(num_train)]
+            validation = [_GENERATORS[name](rng, "validation") for _ in range(num_eval)]
+        else:
+            rows = [_GENERATORS[name](rng, "all") for _ in range(num_train + num_eval)]
+            train, validation = rows[:num_train], rows[num_train:]
         result[name] = DatasetDict(train=Dataset.from_list(train), validation=Dataset.from_list(validation))
     return result
 

@@ -104,7 +104,7 @@ def test_evaluate_with_the_recipe_or_files_matches_training(trained, tmp_path, c
     for task, metrics in from_recipe["tasks"].items():
         assert metrics == pytest.approx(trained_metrics[task], abs=1e-6), task
     # the same validation rows as files: the same numbers
-    data = {task: demo_datasets(24, 8, 0, tasks=[task])[task] for task in ("sentiment", "entities")}
+    data = {task: demo_datasets(24, 8, 0, tasks=[task], held_out_words=True)[task] for task in ("sentiment", "entities")}
     pairs = [f"{task}={write_jsonl(tmp_path / f'{task}.jsonl', list(split['validation']))}" for task, split in data.items()]
     code, _, _ = run_cli(["evaluate", str(trained), "--data", *pairs], capsys)
     from_files = json.loads((trained / "eval_results.json").read_text())

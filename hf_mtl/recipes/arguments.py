@@ -48,6 +48,11 @@ class DataArguments:
     )
     generated_eval_size: int = field(default=100, metadata={"help": "Validation rows of each generated task."})
     generated_seed: int = field(default=0, metadata={"help": "Seed of the generated data (it is a pure function of it)."})
+    generated_held_out_words: bool = field(
+        default=True,
+        metadata={"help": "Generated validation rows use only words no training row contains (names, places, sentiment "
+                  "and topic words), so scores measure generalisation rather than memorised templates."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` caches Hub downloads."})
 
     def __post_init__(self):

@@ -86,7 +86,8 @@ def _raw_splits(recipe: Recipe, task: TaskEntry, splits) -> dict[str, tuple[Data
     if task.source_kind == "generated":
         args = recipe.data_args
         name = data["generated"]
-        generated = demo_datasets(args.generated_train_size, args.generated_eval_size, args.generated_seed, tasks=[name])[name]
+        generated = demo_datasets(args.generated_train_size, args.generated_eval_size, args.generated_seed, tasks=[name],
+                                  held_out_words=args.generated_held_out_words)[name]
         return {split: (generated[split], f"generated:{name}[{split}]") for split in splits if split in generated}
     if task.source_kind == "hub":
         result = {}
@@ -243,7 +244,7 @@ def _describe(recipe: Recipe, task: TaskEntry, raw: dict[str, Dataset]) -> str:
     counts = " / ".join(f"{len(dataset)} {split}" for split, dataset in raw.items())
     if task.source_kind == "generated":
         return (f"generated: hf_mtl.synthetic '{task.data['generated']}' (seed {recipe.data_args.generated_seed}), {counts} "
-                "rows; validation rows use held-out words")
+                + ("rows; validation rows use held-out words" if recipe.data_args.generated_held_out_words else "rows"))
     if task.source_kind == "hub":
         return task.data["hub"]  # a bare Hub id: the card links it
     files = [Path(str(v)).name for split in SPLITS for v in _as_list(task.data.get(split))]

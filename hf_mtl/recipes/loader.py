@@ -75,8 +75,13 @@ class Recipe:
         return _training_arguments(self.source, {**self.training, **changes})
 
     def subset(self, names: list[str]) -> Recipe:
-        """The same recipe restricted to some tasks (single-task runs of a transfer report)."""
-        return dataclasses.replace(self, tasks=[task for task in self.tasks if task.name in names])
+        """The same recipe restricted to some tasks (single-task runs of a transfer report). Per-task static weights
+        are kept for the tasks that remain."""
+        training = dict(self.training)
+        kwargs = training.get("weighting_kwargs")
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("weights"), dict):
+            training["weighting_kwargs"] = {**kwargs, "weights": {k: v for k, v in kwargs["weights"].items() if k in names}}
+        return dataclasses.replace(self, tasks=[task for task in self.tasks if task.name in names], training=training)
 
     def resolve_path(self, key: str, value: str) -> Path:
         """Relative data paths are relative to the recipe's folder, except those given with `--override`, which
