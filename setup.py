@@ -16,10 +16,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    # Model card templates live at the repository root (model_cards/) and install as hf_mtl/model_cards/.
-    packages=find_packages(include=["hf_mtl", "hf_mtl.*"]) + ["hf_mtl.model_cards"],
-    package_dir={"hf_mtl.model_cards": "model_cards"},
-    package_data={"hf_mtl.model_cards": ["*.md"]},
+    # Model card templates live at the repository root (model_cards/) and install as hf_mtl/model_cards/; the
+    # shipped recipes (recipes/) install as hf_mtl/recipe_files/, so `hf-mtl train demo` works after `pip install`.
+    packages=find_packages(include=["hf_mtl", "hf_mtl.*"]) + ["hf_mtl.model_cards", "hf_mtl.recipe_files"],
+    package_dir={"hf_mtl.model_cards": "model_cards", "hf_mtl.recipe_files": "recipes"},
+    package_data={"hf_mtl.model_cards": ["*.md"], "hf_mtl.recipe_files": ["*.yaml", "*.md"]},
     install_requires=[
         # torch first, on its own line in the README: `pip install torch==2.13.0` (a CPU build here).
         "torch>=2.4",

@@ -30,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    # argparse takes a command's positionals in one go, so `predict DIR --task t "some text"` leaves the text over;
+    # a command that sets `extra_positionals="<dest>"` receives such leftovers (anything not looking like an option).
+    target = getattr(args, "extra_positionals", None)
+    if extras and target and not any(extra.startswith("-") for extra in extras):
+        setattr(args, target, list(getattr(args, target) or []) + extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

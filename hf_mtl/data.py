@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from datasets.fingerprint import Hasher
 
 from .errors import HfMtlError, LabelError
 from .tasks import TaskSpec
@@ -209,11 +210,18 @@ def preprocess_task(
             encoded["labels"] = [labels[row] for row in rows]
         return {key: value for key, value in encoded.items() if key in (*MODEL_INPUTS, "labels")}
 
+    # `datasets` would fingerprint `tokenize` by pickling its closure (tokenizer, label lists): seconds per split.
+    # What the result depends on is small and known; hash that instead.
+    fingerprint = Hasher.hash((
+        dataset._fingerprint, task.to_dict(), type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""),
+        len(tokenizer), max_length, split, need_labels, label_all_subwords,
+    ))
     return dataset.map(
         tokenize,
         batched=True,
         remove_columns=dataset.column_names,
         desc=f"Tokenizing {task.name} ({split})",
+        new_fingerprint=fingerprint,
     )
 
 

@@ -151,6 +151,33 @@ def save_model_card(model_dir: str | Path, **kwargs) -> Path:
     return path
 
 
+def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | None = None) -> Path:
+    """Write the card of a `MultiTaskTrainer`'s model into `output_dir`: its latest per-task evaluation, its training
+    settings (never the Hub token) and `trainer.model_card_kwargs` (datasets, recipe, transfer table)."""
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model_id = model_id or getattr(trainer, "hub_model_id", None) or (args.hub_model_id if args.push_to_hub else None)
+    steps = ("max_steps", args.max_steps) if args.max_steps > 0 else ("num_train_epochs", args.num_train_epochs)
+    training = {
+        "weighting": args.weighting, "weighting_kwargs": args.weighting_kwargs or None, "sampling": args.sampling,
+        "sampling_kwargs": args.sampling_kwargs or None, "batching": args.batching, "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "processes": args.world_size, steps[0]: steps[1],
+        "optimizer_steps_done": trainer.state.global_step, "max_seq_length": args.max_seq_length, "seed": args.seed,
+        "adversarial_weight": args.adversarial_weight or None,
+    }
+    card = build_model_card(
+        model.config,
+        model_id=model_id,
+        eval_results=trainer.last_eval_metrics or None,
+        training={key: value for key, value in training.items() if value is not None},
+        **trainer.model_card_kwargs,
+    )
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
 def read_eval_results(card: ModelCard | str | Path) -> dict[str, dict[str, Any]]:
     """`{task: {metric: value}}` back from a card built here (a `ModelCard`, a README path or a Hub id)."""
     if not isinstance(card, ModelCard):

@@ -5,6 +5,10 @@ real multi-task suites are (the sentiment words drive both `sentiment` and `rati
 `entities` and `topics`) and a model must learn something non-trivial: negation flips sentiment, ratings count
 intensifiers, entities need context-free lexical knowledge plus BIO structure, topics are multi-label.
 
+With `held_out_words=True` (what recipes use), the validation rows use held-out words (the last ~30% of each word list: sentiment words, names, places,
+organisations, topic phrases) that no training row contains, so a validation score measures generalisation to
+unseen words (helped by the pretrained encoder), not memorised templates.
+
 Every example is a deterministic function of the seed.
 """
 
@@ -23,10 +27,14 @@ PEOPLE = ["Alice Martin", "Bob", "Chen Wei", "Diana Ross", "Omar", "Priya Nair",
 PLACES = ["Paris", "Lagos", "Tokyo", "New York", "Oslo", "Lima", "Cairo", "Sydney"]
 ORGS = ["Acme Corp", "the United Nations", "Globex", "Red Cross", "NASA", "Initech"]
 TOPIC_WORDS = {
-    "sports": ["the match", "a goal", "the league", "the coach", "the final"],
-    "politics": ["the election", "parliament", "a new law", "the minister", "the vote"],
-    "science": ["the experiment", "a telescope", "the lab", "a new vaccine", "the theory"],
-    "arts": ["the museum", "a painting", "the orchestra", "the gallery", "a sculpture"],
+    "sports": ["the match", "a goal", "the league", "the coach", "the stadium", "the tournament", "the referee",
+               "the final"],
+    "politics": ["the election", "parliament", "a new law", "the minister", "the vote", "the senate", "the president",
+                 "the campaign"],
+    "science": ["the experiment", "a telescope", "the lab", "a new vaccine", "the theory", "the physicists",
+                "a chemistry study", "the researchers"],
+    "arts": ["the museum", "a painting", "the orchestra", "the gallery", "a sculpture", "the opera", "the painter",
+             "a concert"],
 }
 TOPICS = list(TOPIC_WORDS)
 ENTITY_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -40,10 +48,18 @@ DEMO_TASKS = [
 ]
 
 
-def _opinion(rng: random.Random) -> tuple[str, int, float]:
+def _pick(rng: random.Random, words: list, split: str):
+    """A word from the split's part of a list: the first ~70% for training, the rest for validation."""
+    if split == "all":
+        return rng.choice(words)
+    cut = max(1, round(len(words) * 0.7))
+    return rng.choice(words[:cut] if split == "train" else words[cut:])
+
+
+def _opinion(rng: random.Random, split: str) -> tuple[str, int, float]:
     """A review clause, its polarity (after negation) and a graded score in [-2, 2]."""
     positive = rng.random() < 0.5
-    word = rng.choice(POSITIVE if positive else NEGATIVE)
+    word = _pick(rng, POSITIVE if positive else NEGATIVE, split)
     intensity = 1.0
     parts = [rng.choice(SUBJECTS), "was"]
     negated = rng.random() < 0.3
@@ -58,8 +74,8 @@ def _opinion(rng: random.Random) -> tuple[str, int, float]:
     return " ".join(parts), int(polarity), score
 
 
-def _sentiment(rng):
-    clauses = [_opinion(rng) for _ in range(rng.choice([1, 1, 2]))]
+def _sentiment(rng, split):
+    clauses = [_opinion(rng, split) for _ in range(rng.choice([1, 1, 2]))]
     if len(clauses) == 2 and clauses[0][1] != clauses[1][1]:
         # "X but Y": the clause after "but" decides, as in real reviews.
         text = f"{clauses[0][0]} but {clauses[1][0]}"
@@ -68,12 +84,12 @@ def _sentiment(rng):
     return {"text": text, "label": ["negative", "positive"][clauses[-1][1]]}
 
 
-def _rating(rng):
-    clauses = [_opinion(rng) for _ in range(rng.choice([1, 2, 3]))]
+def _rating(rng, split):
+    clauses = [_opinion(rng, split) for _ in range(rng.choice([1, 2, 3]))]
     return {"text": " , ".join(c[0] for c in clauses), "label": round(sum(c[2] for c in clauses), 2)}
 
 
-def _entities(rng):
+def _entities(rng, split):
     tokens, tags = [], []
 
     def add(words: list[str], kind: str | None):
@@ -81,7 +97,7 @@ def _entities(rng):
             tokens.append(word)
             tags.append("O" if kind is None else ("B-" if i == 0 else "I-") + kind)
 
-    person, place, org = rng.choice(PEOPLE), rng.choice(PLACES), rng.choice(ORGS)
+    person, place, org = _pick(rng, PEOPLE, split), _pick(rng, PLACES, split), _pick(rng, ORGS, split)
     pattern = rng.randrange(3)
     if pattern == 0:
         segments = [(person, "PER"), ("flew to", None), (place, "LOC"), ("for", None)]
@@ -95,21 +111,21 @@ def _entities(rng):
     return {"tokens": tokens, "tags": tags}
 
 
-def _topics(rng):
+def _topics(rng, split):
     chosen = rng.sample(TOPICS, rng.choice([1, 1, 2]))
-    phrases = [rng.choice(TOPIC_WORDS[topic]) for topic in chosen]
+    phrases = [_pick(rng, TOPIC_WORDS[topic], split) for topic in chosen]
     filler = rng.choice(["people talked about", "the news covered", "everyone asked about", "we read about"])
     return {"text": f"{filler} {' and '.join(phrases)}", "label": sorted(chosen)}
 
 
-def _paraphrase(rng):
-    text, polarity, _ = _opinion(rng)
+def _paraphrase(rng, split):
+    text, polarity, _ = _opinion(rng, split)
     if rng.random() < 0.5:
         subject, rest = text.split(" was ", 1)
         return {"text": text, "text_pair": f"i thought {subject} was {rest}", "label": "same"}
-    other, other_polarity, _ = _opinion(rng)
+    other, other_polarity, _ = _opinion(rng, split)
     while other_polarity == polarity and other.split(" was ")[0] == text.split(" was ")[0]:
-        other, other_polarity, _ = _opinion(rng)
+        other, other_polarity, _ = _opinion(rng, split)
     return {"text": text, "text_pair": f"i thought {other}", "label": "different"}
 
 
@@ -123,20 +139,29 @@ _GENERATORS = {
 
 
 def demo_datasets(
-    num_train: int = 400, num_eval: int = 100, seed: int = 0, tasks: list[str] | None = None
+    num_train: int = 400,
+    num_eval: int = 100,
+    seed: int = 0,
+    tasks: list[str] | None = None,
+    held_out_words: bool = False,
 ) -> dict[str, DatasetDict]:
-    """`{task: DatasetDict(train, validation)}` for the demo tasks (all five by default)."""
+    """`{task: DatasetDict(train, validation)}` for the demo tasks (all five by default). With `held_out_words=True`
+    the validation rows use only words no training row contains (see the module docstring)."""
     names = tasks or list(_GENERATORS)
     unknown = [name for name in names if name not in _GENERATORS]
     if unknown:
         raise ValueError(f"Unknown demo task(s) {unknown}. Choose from: {', '.join(_GENERATORS)}.")
     result = {}
-    for index, name in enumerate(names):
-        rng = random.Random(seed * 7919 + index)
-        rows = [_GENERATORS[name](rng) for _ in range(num_train + num_eval)]
-        result[name] = DatasetDict(
-            train=Dataset.from_list(rows[:num_train]), validation=Dataset.from_list(rows[num_train:])
-        )
+    for name in names:
+        # Seeded by the task's fixed position, so a task's rows do not depend on which other tasks were asked for.
+        rng = random.Random(seed * 7919 + list(_GENERATORS).index(name))
+        if held_out_words:
+            train = [_GENERATORS[name](rng, "train") for _ in range(num_train)]
+            validation = [_GENERATORS[name](rng, "validation") for _ in range(num_eval)]
+        else:
+            rows = [_GENERATORS[name](rng, "all") for _ in range(num_train + num_eval)]
+            train, validation = rows[:num_train], rows[num_train:]
+        result[name] = DatasetDict(train=Dataset.from_list(train), validation=Dataset.from_list(validation))
     return result
 
 

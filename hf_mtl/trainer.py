@@ -10,6 +10,7 @@ carry the strategy state so a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -128,6 +129,8 @@ class MultiTaskTrainer(Trainer):
             data_collator = MultiTaskCollator(processing_class, list(self.task_specs.values()))
         self.loss_tracker = TaskLossTracker(self.task_names)
         self.last_eval_metrics: dict[str, dict[str, float]] = {}
+        # Extra `build_model_card` arguments (datasets, recipe, transfer_table) for the card written on every save.
+        self.model_card_kwargs: dict[str, Any] = {}
         self.batch_sampler: MultiTaskBatchSampler | None = None
         super().__init__(
             model=model,
@@ -403,7 +406,34 @@ class MultiTaskTrainer(Trainer):
             task_metrics.update({name: float(value) for name, value in result.items() if np.isscalar(value)})
         return task_metrics
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints and model cards
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        # `_save` is where Trainer writes weights, config and tokenizer, for `save_model` and for every checkpoint
+        # alike, on the process that saves: the hf_mtl card goes beside them here (`save_model` itself stays
+        # Trainer's, so its FSDP/DeepSpeed branches and push logic are untouched; an `on_save` callback would miss
+        # `save_model`). Trainer also pickles the arguments there: re-save them without the Hub token, since the
+        # folder may be pushed.
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            if self.args.hub_token is not None:
+                safe_args = copy.copy(self.args)
+                safe_args.hub_token = None
+                torch.save(safe_args, os.path.join(output_dir, "training_args.bin"))
+            self.write_model_card(output_dir)
+
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+        """Called by `Trainer.push_to_hub`: writes the hf_mtl card (tasks, labels, per-task results, recipe, transfer
+        table) instead of Transformers' generic one. Trainer's keyword arguments (`language`, `tags`, ...) are ignored."""
+        if self.is_world_process_zero():
+            self.write_model_card(self.args.output_dir, model_id=getattr(self, "hub_model_id", None))
+
+    def write_model_card(self, output_dir: str, model_id: str | None = None) -> str:
+        """Write the hf_mtl `README.md` of the model into `output_dir` (see `model_card.save_trainer_model_card`)."""
+        from .model_card import save_trainer_model_card
+
+        return save_trainer_model_card(self, output_dir, model_id=model_id)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """`Trainer.train`; `resume_from_checkpoint=True` resumes from the newest *complete* checkpoint of

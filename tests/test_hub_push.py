@@ -227,3 +227,50 @@ def _client(args_path: str) -> None:
 
 if __name__ == "__main__":
     _client(sys.argv[1])
+
+
+# ---------------------------------------------------------------- subprocess: Trainer's own push path, from a recipe
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_trainer_push_to_hub_from_a_recipe_sends_model_tokenizer_and_card(tmp_path):
+    """`hf-mtl train` with `push_to_hub`, `hub_model_id`, `hub_token` (the token read from the environment by the recipe):
+    Trainer.push_to_hub creates the repo and uploads the output folder, with OUR card (MultiTaskTrainer.create_model_card)."""
+    from .recipe_helpers import TINY
+
+    out = tmp_path / "out"
+    overrides = TINY + [
+        f"training.output_dir={out}", "training.push_to_hub=true", "training.hub_model_id=mtl-recipe",
+        "training.hub_token=${HUB_TEST_TOKEN}",  # expanded from the environment: never on a command line
+    ]
+    with run_local_hub(token=TOKEN) as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_OFFLINE"))}
+        env.update(HF_ENDPOINT=hub.url, HUB_TEST_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf_home"),
+                   HF_HUB_DISABLE_TELEMETRY="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(ROOT))
+        done = subprocess.run(
+            [sys.executable, "-m", "hf_mtl.cli", "train", "recipes/demo.yaml", *[x for o in overrides for x in ("-o", o)]],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=360, check=False,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert TOKEN not in done.stdout and TOKEN not in done.stderr
+        assert hub.unhandled == []
+        assert_token_only_in_authorization(hub, TOKEN)
+        repo_id = f"{USER}/mtl-recipe"
+        pushes = [c for c in hub.commits if c.repo_id == repo_id and c.summary != "initial commit"]
+        assert [c.summary for c in pushes] == ["hf-mtl: demo (sentiment, rating, entities, topics, paraphrase)"]
+        files = hub.repos[repo_id].files
+        assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
+                "metrics.json", "training_curves.png", "recipe.yaml"} <= set(files)
+        assert files["model.safetensors"] == (out / "model.safetensors").read_bytes()
+        # the token is in nothing that was sent, nor in anything written locally (card, recipe.yaml, training_args.bin)
+        assert not any(TOKEN.encode() in content for commit in hub.commits for content in commit.added.values())
+        assert not any(TOKEN.encode() in path.read_bytes() for path in out.rglob("*") if path.is_file())
+        card = ModelCard(files["README.md"].decode())
+        metrics = json.loads(files["metrics.json"])["tasks"]
+        results = read_eval_results(card)
+        assert set(results) == set(metrics)
+        for task, values in metrics.items():
+            assert results[task] == pytest.approx(values)
+        assert f'AutoModel.from_pretrained("{repo_id}")' in card.text and "Generated data." in card.text
+        assert "hf_mtl" in card.data.tags and "hub_token" not in card.text.split("## Training procedure")[1].split("<details>")[0]

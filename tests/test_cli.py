@@ -1,0 +1,121 @@
+import io
+import json
+
+import pytest
+from transformers import AutoModel, AutoTokenizer
+
+from hf_mtl.cli import main
+from hf_mtl.inference import MultiTaskPredictor
+from hf_mtl.synthetic import demo_datasets
+
+from .recipe_helpers import RECIPES, TINY, write_jsonl
+
+
+DEMO = str(RECIPES / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`hf-mtl train` of the demo recipe on the tiny encoder (2 steps): the model the other commands use."""
+    out = tmp_path_factory.mktemp("cli") / "model"
+    args = ["train", DEMO, "--output-dir", str(out)] + [item for override in TINY for item in ("-o", override)]
+    assert main(args) == 0
+    return out
+
+
+def run_cli(args, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_writes_model_card_metrics_and_curves(trained):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "training_curves.png",
+                 "recipe.yaml"):
+        assert (trained / name).is_file(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    card = (trained / "README.md").read_text()
+    assert "Generated data." in card and "generated: hf_mtl.synthetic 'sentiment'" in card
+    assert set(metrics["tasks"]) == {"sentiment", "rating", "entities", "topics", "paraphrase"}
+    assert f"{metrics['tasks']['sentiment']['accuracy']:.4f}" in card  # per-task results in the card
+    assert "AutoModel.from_pretrained" in card and "model.backbone=tiny" in card  # usage code, recipe + overrides
+    assert metrics["world_size"] == 1 and metrics["global_step"] == 2
+
+
+def test_user_errors_are_one_clean_line(capsys):
+    code, out, err = run_cli(["train", DEMO, "-o", "training.learning_rat=1e-4"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"hf-mtl: error: {DEMO}: training.learning_rat: unknown training key")
+    code, _, err = run_cli(["train", "missing.yaml"], capsys)
+    assert code == 2 and err.startswith("hf-mtl: error: Recipe 'missing.yaml' not found")
+    code, _, err = run_cli(["predict", "/nonexistent", "-t", "x", "hello"], capsys)
+    assert code == 2 and "is not a saved model directory" in err
+
+
+def test_predict_mixed_tasks_from_arguments(trained, capsys):
+    code, out, _ = run_cli(["predict", str(trained), "-t", "sentiment", "-t", "entities", "-t", "topics", "-t", "rating",
+                            "Bob flew to Oslo", "the film was not good"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["text"], r["task"]) for r in rows] == [
+        (text, task) for text in ("Bob flew to Oslo", "the film was not good") for task in ("sentiment", "entities", "topics", "rating")
+    ]
+    sentiment, entities, topics, rating = rows[:4]
+    assert sentiment["label"] in ("negative", "positive") and set(sentiment["scores"]) == {"negative", "positive"}
+    assert [t["word"] for t in entities["tokens"]] == ["Bob", "flew", "to", "Oslo"]  # tags aligned back to words
+    assert all(t["tag"] in {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"} for t in entities["tokens"])
+    assert set(topics["scores"]) == {"sports", "politics", "science", "arts"} and isinstance(rating["value"], float)
+
+
+def test_predict_json_lines_from_stdin_and_pairs(trained, capsys, monkeypatch):
+    stdin = '{"task": "paraphrase", "text": "the film was good", "text_pair": "i thought the film was good"}\n' \
+            '{"task": "sentiment", "text": "dull", "id": 7}\n'
+    code, out, _ = run_cli(["predict", str(trained)], capsys, stdin=stdin, monkeypatch=monkeypatch)
+    first, second = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and first["task"] == "paraphrase" and first["label"] in ("different", "same")
+    assert second == {**second, "task": "sentiment", "id": 7}
+    # plain lines of a pair task: the two texts are separated by a tab
+    code, out, _ = run_cli(["predict", str(trained), "-t", "paraphrase"], capsys, stdin="a\tb\n", monkeypatch=monkeypatch)
+    assert json.loads(out)["text_pair"] == "b"
+    code, _, err = run_cli(["predict", str(trained), "-t", "weather", "x"], capsys)
+    assert code == 2 and "Unknown task 'weather'" in err and "sentiment" in err
+
+
+def test_predictor_runs_one_mixed_forward_per_batch(trained):
+    model, tokenizer = AutoModel.from_pretrained(trained), AutoTokenizer.from_pretrained(trained)
+    calls = []
+    model.encoder.register_forward_hook(lambda module, args, output: calls.append(1))
+    rows = [{"task": task, "text": "Bob liked the film"} for task in ("sentiment", "entities", "topics", "rating")]
+    results = MultiTaskPredictor(model, tokenizer, batch_size=32).predict(rows)
+    assert len(calls) == 1 and [r["task"] for r in results] == ["sentiment", "entities", "topics", "rating"]
+    # the same rows one task at a time give the same answers: mixing changes nothing
+    alone = [MultiTaskPredictor(model, tokenizer).predict([row])[0] for row in rows]
+    assert alone[0]["scores"] == pytest.approx(results[0]["scores"], abs=1e-3)
+    assert alone[3]["value"] == pytest.approx(results[3]["value"], abs=1e-3)
+
+
+def test_evaluate_with_the_recipe_or_files_matches_training(trained, tmp_path, capsys):
+    overrides = [item for override in TINY for item in ("-o", override)]
+    code, out, _ = run_cli(["evaluate", str(trained), "--data", DEMO, *overrides, "--output", str(tmp_path / "a.json")], capsys)
+    assert code == 0 and "sentiment" in out
+    from_recipe = json.loads((tmp_path / "a.json").read_text())
+    trained_metrics = json.loads((trained / "metrics.json").read_text())["tasks"]
+    for task, metrics in from_recipe["tasks"].items():
+        assert metrics == pytest.approx(trained_metrics[task], abs=1e-6), task
+    # the same validation rows as files: the same numbers
+    data = {task: demo_datasets(24, 8, 0, tasks=[task], held_out_words=True)[task] for task in ("sentiment", "entities")}
+    pairs = [f"{task}={write_jsonl(tmp_path / f'{task}.jsonl', list(split['validation']))}" for task, split in data.items()]
+    code, _, _ = run_cli(["evaluate", str(trained), "--data", *pairs], capsys)
+    from_files = json.loads((trained / "eval_results.json").read_text())
+    assert code == 0 and from_files["tasks"]["sentiment"] == pytest.approx(trained_metrics["sentiment"], abs=1e-6)
+    assert from_files["tasks"]["entities"] == pytest.approx(trained_metrics["entities"], abs=1e-6)
+
+
+def test_evaluate_bad_data_is_one_line(trained, tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "label": "neutral"}])
+    code, _, err = run_cli(["evaluate", str(trained), "--data", f"sentiment={bad}"], capsys)
+    last = err.strip().splitlines()[-1]  # above it, at most the weight-loading progress bar
+    assert code == 2 and last.startswith("hf-mtl: error:") and "'neutral' is not in the label set" in last and "bad.jsonl" in last
+    code, _, err = run_cli(["evaluate", str(trained), "--data", f"weather={bad}"], capsys)
+    assert code == 2 and "the model has no task 'weather'" in err

@@ -1,0 +1,253 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+from hf_mtl.recipes import RecipeError, load_recipe, load_recipe_data, train_recipe
+from hf_mtl.recipes.arguments import config_fields
+
+from .recipe_helpers import (
+    RECIPES,
+    TINY,
+    glue_substitutes,
+    indexed_recipes,
+    local_ner_intent_data,
+    ner_intent_substitutes,
+    write_csv,
+    write_jsonl,
+)
+
+
+def write_recipe(folder, body):
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False) if isinstance(body, dict) else body, encoding="utf-8")
+    return path
+
+
+def sst_recipe(folder, rows=None, **task):
+    rows = rows or [{"text": "a good film", "label": "positive"}, {"text": "a bad film", "label": "negative"}] * 4
+    train = write_jsonl(folder / "train.jsonl", rows)
+    entry = {"name": "sst2", "type": "sequence_classification", "data": {"train": train.name, "validation": train.name}}
+    entry.update(task)
+    return write_recipe(folder, {"model": {"backbone": "tiny"}, "tasks": [entry], "training": {"output_dir": str(folder / "out")}})
+
+
+def one_line_error(excinfo, *parts):
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for part in parts:
+        assert part in message, message
+    return message
+
+
+# ---------------------------------------------------------------------------------------------- every indexed recipe
+
+
+def test_index_lists_every_shipped_recipe():
+    listed = indexed_recipes()
+    assert {"demo.yaml", "glue.yaml", "ner_intent.yaml"} <= set(listed)
+    assert sorted(listed) == sorted(p.name for p in RECIPES.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", indexed_recipes())
+def test_every_indexed_recipe_runs_two_steps_on_a_tiny_encoder(name, tmp_path, monkeypatch):
+    overrides = list(TINY) + [f"training.output_dir={tmp_path / 'out'}"]
+    if name == "glue.yaml":
+        overrides += glue_substitutes(tmp_path / "data")
+    elif name == "ner_intent.yaml":
+        overrides += ner_intent_substitutes(tmp_path / "data")
+    elif name == "ner_intent_local.yaml":
+        monkeypatch.setenv("HF_MTL_DATA", str(local_ner_intent_data(tmp_path / "data")))
+    recipe = load_recipe(RECIPES / name, overrides)
+    result = train_recipe(recipe, log=lambda message: None)
+    assert result.trainer.state.global_step == 2
+    assert set(result.metrics) == set(recipe.task_names)  # every task evaluated
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["global_step"] == 2 and set(report["tasks"]) == set(recipe.task_names)
+    card = (tmp_path / "out" / "README.md").read_text()
+    for task in recipe.task_names:
+        assert f"`{task}`" in card
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("name, task", [("glue.yaml", "cola"), ("ner_intent.yaml", "intent")])
+def test_hub_recipes_fail_offline_with_a_clear_message(name, task, tmp_path):
+    recipe = load_recipe(RECIPES / name, [f"training.output_dir={tmp_path}"])  # parses fine
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(recipe)
+    one_line_error(excinfo, str(RECIPES / name), f"tasks.{task}.data.hub", "needs the Hub, or local files")
+
+
+def test_shipped_recipes_are_found_by_name():
+    assert load_recipe("demo").source.endswith("demo.yaml")
+    with pytest.raises(FileNotFoundError, match="shipped recipe .*demo"):
+        load_recipe("no-such-recipe")
+
+
+# ---------------------------------------------------------------------------------------------- what a recipe means
+
+
+def test_sections_are_parsed_with_their_types(tmp_path):
+    recipe = load_recipe(RECIPES / "demo.yaml", ["training.learning_rate=1e-4", "training.seed=3", "model.adversarial=true",
+                                                 "model.classifier_dropout=0.2", "data.max_train_samples=10"])
+    args = recipe.training_arguments()
+    assert isinstance(args.learning_rate, float) and args.learning_rate == 1e-4  # YAML reads 1e-4 as text
+    assert args.seed == 3 and recipe.data_args.max_train_samples == 10
+    assert recipe.config_kwargs == {"pooling": "mean", "adversarial": True, "classifier_dropout": 0.2}
+    assert {"pooling", "classifier_dropout", "adversarial"} <= set(config_fields())
+    assert "# --override training.seed=3" in recipe.card_text()
+
+
+def test_config_fields_reach_the_model(tmp_path):
+    recipe = load_recipe(sst_recipe(tmp_path), ["model.adversarial=true", "model.pooling=cls", "training.max_steps=1",
+                                                "training.adversarial_weight=0.1", "training.disable_tqdm=true"])
+    result = train_recipe(recipe, log=lambda message: None)
+    config = result.trainer.model.config
+    assert config.adversarial and config.pooling == "cls" and result.trainer.model.discriminator is not None
+
+
+def test_labels_are_inferred_from_all_splits_and_csv_text_is_normalised(tmp_path):
+    rows = [{"text": "a b", "label": "zeta"}, {"text": "c d", "label": "alpha"}] * 3
+    train = write_csv(tmp_path / "train.csv", rows)
+    valid = write_csv(tmp_path / "valid.csv", rows + [{"text": "e f", "label": "mid"}])
+    path = write_recipe(tmp_path, {"model": {"backbone": "tiny"}, "tasks": [
+        {"name": "t", "type": "sequence_classification", "data": {"train": train.name, "validation": valid.name}},
+        {"name": "tags", "type": "token_classification", "text_columns": ["text"], "label_column": "tags",
+         "data": {"train": write_csv(tmp_path / "tags.csv", [{"text": "Bob ran", "tags": "B-PER O"}] * 3).name}},
+    ]})
+    data = load_recipe_data(load_recipe(path))
+    assert data["t"].spec.labels == ["alpha", "mid", "zeta"]
+    assert data["t"].splits["train"].features["text"].dtype == "string"  # csv gives large_string
+    assert data["tags"].spec.labels == ["O", "B-PER"]  # "O" first
+    assert data["tags"].splits["train"][0]["text"] == ["Bob", "ran"]  # whitespace-split words and tags
+    assert data["t"].description.startswith("local files train.csv, valid.csv")
+
+
+def test_augmentation_applies_to_the_training_split_only(tmp_path):
+    recipe = load_recipe(sst_recipe(tmp_path, augment={"ratio": 1.0, "methods": ["random_swap"]}))
+    data = load_recipe_data(recipe)["sst2"]
+    assert len(data.splits["train"]) == 16 and len(data.splits["validation"]) == 8
+
+
+def test_environment_variables_and_relative_paths(tmp_path, monkeypatch):
+    write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "x", "label": "a"}, {"text": "y", "label": "b"}])
+    body = {"model": {"backbone": "tiny"}, "tasks": [{"name": "t", "type": "sequence_classification",
+                                                       "data": {"train": "${MY_DATA}/train.jsonl"}}]}
+    path = write_recipe(tmp_path, body)
+    monkeypatch.setenv("MY_DATA", "data")  # relative to the recipe's folder
+    monkeypatch.chdir(tmp_path.parent)
+    assert len(load_recipe_data(load_recipe(path))["t"].splits["train"]) == 2
+    monkeypatch.delenv("MY_DATA")
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(path)
+    one_line_error(excinfo, str(path), "tasks.t.data.train", "environment variable MY_DATA is not set")
+    body["tasks"][0]["data"]["train"] = "${MY_DATA:-data}/train.jsonl"
+    assert load_recipe(write_recipe(tmp_path, body)).tasks[0].data["train"] == "data/train.jsonl"
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (["training.learning_rat=1e-4"], "training.learning_rat", "Did you mean 'learning_rate'"),
+        (["model.poolin=cls"], "model.poolin", "Did you mean 'pooling'"),
+        (["tasks.sentiment.lables=[a, b]"], "tasks.sentiment.lables", "Did you mean 'labels'"),
+        (["tasks.entities.metric=pearson"], "tasks.entities.metric", "cannot use metric 'pearson'"),
+        (["tasks.rating.type=regresion"], "tasks.rating.type", "Did you mean 'regression'"),
+        (["tasks.nope.metric=f1"], "tasks.nope", "no task named 'nope'"),
+        (["training.learning_rate=fast"], "training.learning_rate", "expected a number"),
+        (["training.weighting=pcgrd"], "training", "Unknown weighting 'pcgrd'"),
+        (["tasks.sentiment.data.generated=weather"], "tasks.sentiment.data.generated", "unknown generated task"),
+        (["tasks.sentiment.augment={ratio: 2}"], "tasks.sentiment.augment", "ratio"),
+        (["trainin.seed=1"], "trainin.seed", "Did you mean 'training'"),
+    ],
+)
+def test_bad_recipe_values_fail_in_one_line_naming_file_and_key(overrides, key, words):
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(RECIPES / "demo.yaml", overrides)
+    one_line_error(excinfo, str(RECIPES / "demo.yaml"), f": {key}", words)
+
+
+def test_unknown_section_and_invalid_yaml(tmp_path):
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(write_recipe(tmp_path, "modle: {}\ntasks: []\n"))
+    one_line_error(excinfo, "recipe.yaml: modle:", "Did you mean 'model'")
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(write_recipe(tmp_path, "tasks: [\n"))
+    one_line_error(excinfo, "recipe.yaml", "not valid YAML")
+
+
+def test_missing_data_file(tmp_path):
+    path = sst_recipe(tmp_path)
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(load_recipe(path, ["tasks.sst2.data.validation=missing.jsonl"]))
+    one_line_error(excinfo, str(path), "tasks.sst2.data.validation", "'missing.jsonl' not found")
+
+
+def test_missing_column(tmp_path):
+    path = sst_recipe(tmp_path, text_columns=["sentence"])
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(load_recipe(path))
+    one_line_error(excinfo, str(path), "tasks.sst2.text_columns", "column 'sentence' is not in train.jsonl", "text, label")
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(load_recipe(sst_recipe(tmp_path, label_column="sentiment")))
+    one_line_error(excinfo, "tasks.sst2.label_column", "column 'sentiment'")
+
+
+def test_label_outside_the_label_set(tmp_path):
+    rows = [{"text": "good", "label": "positive"}, {"text": "meh", "label": "neutral"}]
+    path = sst_recipe(tmp_path, rows=rows, labels=["negative", "positive"])
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(load_recipe(path))
+    one_line_error(excinfo, str(path), "tasks.sst2.labels", "train.jsonl", "row 1", "'neutral' is not in the label set")
+
+
+def test_errors_come_before_any_training(tmp_path):
+    rows = [{"text": "good", "label": "positive"}, {"text": "meh", "label": "neutral"}]
+    path = sst_recipe(tmp_path, rows=rows, labels=["negative", "positive"])
+    with pytest.raises(RecipeError):
+        train_recipe(load_recipe(path), log=lambda message: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_seeded_runs_are_reproducible(tmp_path):
+    path = sst_recipe(tmp_path)
+    first = train_recipe(load_recipe(path, ["training.max_steps=2", "training.disable_tqdm=true"]), log=lambda m: None)
+    second = train_recipe(load_recipe(path, ["training.max_steps=2", "training.disable_tqdm=true"]), log=lambda m: None)
+    for (name, a), b in zip(first.trainer.model.state_dict().items(), second.trainer.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_processes_with_torchrun(tmp_path):
+    """recipes/train.py under torchrun: world size 2 really reached, one set of reports written by rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    from .recipe_helpers import ROOT
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    overrides = [x for o in TINY + [f"training.output_dir={out}", "training.use_cpu=true"] for x in ("-o", o)]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(RECIPES / "train.py"), str(RECIPES / "demo.yaml"), *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["world_size"] == 2 and report["global_step"] == 2
+    assert done.stdout.count("hf-mtl: saved to") == 1  # rank 0 only
+    assert (out / "README.md").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; without use_cpu, Trainer on CPU runs each one alone
+    with pytest.raises(RecipeError) as excinfo:
+        train_recipe(load_recipe(sst_recipe(tmp_path)), log=lambda message: None)
+    one_line_error(excinfo, "training.use_cpu", "started 2 processes")
