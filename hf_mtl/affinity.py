@@ -15,8 +15,9 @@ at the end, `task_affinity.png` (heat-map) and the suggested groups, usable as h
 
 Grouping (`suggest_groups`): TAG selects groups maximising the total affinity each task receives from its group.
 Hierarchical sharing needs a partition (each task in exactly one group), so the search is over partitions: the score
-of a partition is sum over tasks j of the mean z_{i->j} over the other members i of j's group (0 alone). Exhaustive
-for up to 10 tasks (115,975 partitions at most); beyond, greedy merging of the pair of groups that gains most.
+of a partition is sum over tasks j of the mean z_{i->j} over the other members i of j's group (0 alone); ties go to
+fewer groups. Exhaustive for up to 10 tasks (115,975 partitions at most); beyond, greedy merging of the pair of
+groups that gains most.
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ def suggest_groups(matrix, num_groups: int | None = None, task_names: Sequence[s
             if num_groups is not None and len(partition) != num_groups:
                 continue
             score = partition_score(matrix, partition)
-            if score > best_score + 1e-12:
+            # Ties go to fewer groups: as much sharing (and as small a model) as the affinities allow.
+            if score > best_score + 1e-12 or (score > best_score - 1e-12 and len(partition) < len(best)):
                 best, best_score = partition, score
         groups = best or []
     else:
@@ -250,7 +252,7 @@ def _greedy_groups(matrix: np.ndarray, num_groups: int | None) -> list[list[int]
                 gain = partition_score(matrix, merged) - base
                 if gain > best_gain:
                     best_gain, best_pair = gain, (a, b)
-        if num_groups is None and best_gain <= 0:
+        if num_groups is None and best_gain < -1e-12:
             break
         a, b = best_pair
         groups = [g for n, g in enumerate(groups) if n not in (a, b)] + [groups[a] + groups[b]]
