@@ -14,6 +14,7 @@ from .registry import Registry
 from .tasks import TaskSpec
 from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
+from .sharing import SHARING
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .weighting import WEIGHTINGS
@@ -27,6 +28,7 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 __all__ = [
     "HEADS",
     "SAMPLERS",
+    "SHARING",
     "WEIGHTINGS",
     "DataError",
     "MultiTaskBatchSampler",

@@ -172,30 +172,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     def task_parameters(self, task: str) -> list[tuple[str, nn.Parameter]]:
         """Parameters only `task` uses (or only its group, for hierarchical sharing): its head and its adapter,
         private encoder or upper-layer copy. Frozen ones included."""
-        self.config.task_index(task)
-        units = self.sharing.task_units(task)
-        result = []
-        for name, p in self.named_parameters():
-            owner = self.sharing.parameter_owner(name)
-            if name.startswith(f"heads.{task}.") or (owner is not None and owner[1] in units):
-                result.append((name, p))
-        return result
+        return self.sharing.task_parameters(self, task)
 
     def task_parameter_counts(self) -> dict[str, dict[str, int]]:
         """Per task: `task_specific` (its head + its own encoder parts), `trainable_task_specific`, `shared_trainable`
         (trainable parameters it shares with every task) and `trainable` (what training the task updates)."""
-        shared = sum(p.numel() for _, p in self.shared_parameters())
-        counts = {}
-        for task in self.config.task_names:
-            own = self.task_parameters(task)
-            trainable_own = sum(p.numel() for _, p in own if p.requires_grad)
-            counts[task] = {
-                "task_specific": sum(p.numel() for _, p in own),
-                "trainable_task_specific": trainable_own,
-                "shared_trainable": shared,
-                "trainable": trainable_own + shared,
-            }
-        return counts
+        return self.sharing.task_parameter_counts(self)
 
     def print_trainable_parameters(self) -> None:
         """Print trainable parameters per task and in total, as peft's `PeftModel.print_trainable_parameters`."""
@@ -248,16 +230,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         # The sharing scheme maps the backbone's keys onto the (possibly adapted) encoder: LoRA-wrapped layers keep
         # their weights under `base_layer`, hierarchical copies start from the backbone's upper layers.
         backbone_state = backbone.state_dict()
-        encoder_state, new_sharing_keys, used = {}, [], set()
-        for key in model.encoder.state_dict():
-            source = model.sharing.backbone_key(key)
-            if source is None:
-                new_sharing_keys.append(f"encoder.{key}")
-            elif source in backbone_state:
-                encoder_state[key] = backbone_state[source]
-                used.add(source)
+        encoder_state, new_sharing_keys = model.sharing.map_backbone_state_dict(model, backbone_state)
+        used = {model.sharing.backbone_key(key) for key in encoder_state}
         result = model.encoder.load_state_dict(encoder_state, strict=False)
-        new_sharing_keys += [f"sharing.{key}" for key in model.sharing.state_dict()]
         missing = sorted(
             set(info.get("missing_keys", ())) | {k for k in result.missing_keys if f"encoder.{k}" not in new_sharing_keys}
         )

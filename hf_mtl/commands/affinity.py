@@ -50,9 +50,9 @@ def run(args) -> int:
     print(f"Inter-task affinity z[i -> j] (row i: lookahead step on task i; column j: change of task j's loss),")
     print(f"mean of {data.get('num_measurements', '?')} measurement(s); > 0 helps, < 0 hurts.\n")
     print(" " * width + "".join(f"{t[:10]:>11}" for t in tasks))
-    for task, row in zip(tasks, matrix):
-        print(f"{task:<{width}}" + "".join(f"{value:>11.4f}" for value in row))
-    print(f"\nSuggested groups ({len(groups)}, score {score:.4f}): {groups}")
+    for task, row in zip(tasks, matrix):  # %g: affinities scale with the lookahead rate and can be 1e-5 or smaller
+        print(f"{task:<{width}}" + "".join(f"{value:>11.3g}" for value in row))
+    print(f"\nSuggested groups ({len(groups)}, score {score:.3g}): {groups}")
     print("\nHierarchical sharing with these groups (recipe `model:` section / MultiTaskConfig):")
     n = args.num_shared_layers if args.num_shared_layers is not None else "<N>"
     print(f"  sharing: hierarchical\n  sharing_kwargs:\n    num_shared_layers: {n}\n    groups: {json.dumps(groups)}")

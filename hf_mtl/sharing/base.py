@@ -144,6 +144,44 @@ class SharingScheme(nn.Module):
             if p.requires_grad and name.startswith(("encoder.", "sharing.")) and self.parameter_owner(name) is None
         ]
 
+    def task_parameters(self, model: MultiTaskModel, task: str) -> list[tuple[str, nn.Parameter]]:
+        """Parameters of `task`'s head and of the units it runs through (see `MultiTaskModel.task_parameters`)."""
+        model.config.task_index(task)
+        units = self.task_units(task)
+        return [
+            (name, p)
+            for name, p in model.named_parameters()
+            if name.startswith(f"heads.{task}.") or (self.parameter_owner(name) or (None, None))[1] in units
+        ]
+
+    def task_parameter_counts(self, model: MultiTaskModel) -> dict[str, dict[str, int]]:
+        shared = count_parameters(p for _, p in self.shared_parameters(model))
+        counts = {}
+        for task in model.config.task_names:
+            own = [p for _, p in self.task_parameters(model, task)]
+            trainable_own = count_parameters(p for p in own if p.requires_grad)
+            counts[task] = {
+                "task_specific": count_parameters(own),
+                "trainable_task_specific": trainable_own,
+                "shared_trainable": shared,
+                "trainable": trainable_own + shared,
+            }
+        return counts
+
+    def map_backbone_state_dict(
+        self, model: MultiTaskModel, backbone_state: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """The weights of a plain backbone checkpoint keyed for `model.encoder` (via `backbone_key`), and the full
+        names of the parameters no backbone holds (new LoRA matrices, private encoders)."""
+        encoder_state, new_keys = {}, []
+        for key in model.encoder.state_dict():
+            source = self.backbone_key(key)
+            if source is None:
+                new_keys.append(f"encoder.{key}")
+            elif source in backbone_state:
+                encoder_state[key] = backbone_state[source]
+        return encoder_state, new_keys + [f"sharing.{key}" for key in self.state_dict()]
+
     # ------------------------------------------------------------------ tasks
 
     def add_task(self, model: MultiTaskModel, spec: TaskSpec, init_from: str | None, group: str | None) -> None:
