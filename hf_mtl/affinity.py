@@ -89,8 +89,15 @@ class TaskAffinityCallback(TrainerCallback):
             self.write(args.output_dir, final=False)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and self.history:
+        if not state.is_world_process_zero:
+            return
+        if self.history:
             self.write(args.output_dir, final=True)
+        else:
+            logger.warning(
+                f"No task affinity was measured: task_affinity_steps={self.every} but training ran {state.global_step} "
+                "step(s). Lower task_affinity_steps."
+            )
 
     # ------------------------------------------------------------------ measurement
 
@@ -263,7 +270,11 @@ def _greedy_groups(matrix: np.ndarray, num_groups: int | None) -> list[list[int]
 
 
 def plot_affinity(matrix, task_names: Sequence[str], path: str, num_measurements: int | None = None) -> str:
-    """Heat-map of `z[i][j]` (rows: the task stepped on; columns: the task whose loss changes), centred on 0."""
+    """Heat-map of `z[i][j]` (rows: the task stepped on; columns: the task whose loss changes), centred on 0.
+
+    The colour scale covers the off-diagonal entries (how tasks affect *each other*); the diagonal (a task's effect
+    on itself, usually far larger) is shown in grey with its value.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -272,9 +283,14 @@ def plot_affinity(matrix, task_names: Sequence[str], path: str, num_measurements
 
     matrix = np.asarray(matrix, dtype=float)
     k = len(task_names)
-    limit = float(np.abs(matrix).max()) or 1.0
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
-    image = ax.imshow(matrix, cmap="RdBu", norm=TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit))
+    off_diagonal = ~np.eye(k, dtype=bool)
+    limit = float(np.abs(matrix[off_diagonal]).max()) if k > 1 else 0.0
+    limit = limit or float(np.abs(matrix).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(1.3 * k + 2.5, 1.0 * k + 2))
+    cmap = matplotlib.colormaps["RdBu"].copy()
+    cmap.set_bad("#d9d9d9")
+    shown = np.ma.masked_array(matrix, mask=~off_diagonal)
+    image = ax.imshow(shown, cmap=cmap, norm=TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit))
     ax.set_xticks(range(k), labels=task_names, rotation=45, ha="right")
     ax.set_yticks(range(k), labels=task_names)
     ax.set_xlabel("task whose loss changes (j)")
@@ -282,10 +298,11 @@ def plot_affinity(matrix, task_names: Sequence[str], path: str, num_measurements
     for i in range(k):
         for j in range(k):
             value = matrix[i, j]
-            ax.text(j, i, f"{value:.2g}", ha="center", va="center", color="white" if abs(value) > 0.6 * limit else "black")
-    title = "Inter-task affinity z(i→j) (TAG); blue helps, red hurts"
+            color = "dimgray" if i == j else ("white" if abs(value) > 0.6 * limit else "black")
+            ax.text(j, i, f"{value:.2g}", ha="center", va="center", color=color, fontsize=9)
+    title = "Inter-task affinity z(i→j) (TAG): blue helps, red hurts"
     if num_measurements:
-        title += f"\nmean of {num_measurements} measurement(s)"
+        title += f"\nmean of {num_measurements} measurement(s); diagonal (self) in grey"
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()

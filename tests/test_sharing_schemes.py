@@ -229,3 +229,45 @@ def test_group_argument_is_for_hierarchical_only():
         build("lora", MIXABLE).add_task({"name": "x", "type": "regression"}, group="pair")
     with pytest.raises(TaskError, match="Unknown task 'ghost'"):
         build("lora", MIXABLE).add_task({"name": "x", "type": "regression"}, init_from="ghost")
+
+
+MINILM_OPTIONS = {**SCHEMES, "hierarchical": {"num_shared_layers": 4, "groups": [["sst2", "nli"]]}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_real_minilm_weights_train_save_and_reload(tmp_path, minilm_path, scheme):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model, info = MultiTaskModel.from_backbone(
+        minilm_path, MIXABLE, output_loading_info=True, config_kwargs={"sharing": scheme, "sharing_kwargs": MINILM_OPTIONS[scheme]}
+    )
+    assert info["missing_keys"] == []
+    texts = ["a gripping film", "the plot was dull", "Ada Lovelace wrote the first program", "flights to Paris"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    task_ids = torch.tensor([0, 0, 4, 3])
+    labels = mixed_labels(task_ids, width=batch["input_ids"].shape[1])
+    labels[1, 0] = 0.0
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    losses = []
+    for _ in range(4):
+        loss = model(**batch, task_ids=task_ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    for name, p in model.named_parameters():
+        assert p.requires_grad or torch.equal(p, before[name]), name
+    model.eval().save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        mixed = model(**batch, task_ids=task_ids)
+        reloaded = loaded(**batch, task_ids=task_ids)
+        for name, rows in mixed.task_indices.items():
+            torch.testing.assert_close(reloaded.task_logits[name], mixed.task_logits[name])
+            alone = model(**{key: value[rows] for key, value in batch.items()}, task=name).logits
+            torch.testing.assert_close(mixed.task_logits[name], alone, rtol=1e-4, atol=1e-5)
