@@ -15,6 +15,7 @@ from .tasks import TaskSpec
 from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
 from . import learned_sampling  # noqa: F401  (registers sampling='learned')
+from .sharing import SHARING
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
 from .checkpointing import get_last_complete_checkpoint
@@ -35,6 +36,7 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 __all__ = [
     "HEADS",
     "SAMPLERS",
+    "SHARING",
     "WEIGHTINGS",
     "DataError",
     "MultiTaskBatchSampler",

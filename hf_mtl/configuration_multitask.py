@@ -10,6 +10,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .errors import TaskError
 from .heads import POOLING_CHOICES
+from .sharing import SHARING
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -33,6 +34,25 @@ class MultiTaskConfig(PreTrainedConfig):
             Add a task discriminator behind gradient reversal on the pooled shared features (Liu, Qiu & Huang
             2017). In training mode the model then returns `auxiliary_losses["adversarial"]`; the trainer weighs
             it with `adversarial_weight`.
+        sharing (`str`, *optional*, defaults to `"hard"`):
+            How the tasks share parameters (registry keys, one file each in `hf_mtl/sharing/`):
+
+            - `"hard"`: one encoder for every task.
+            - `"lora"`: one peft LoRA adapter per task on the shared backbone (frozen by default).
+            - `"shared_private"`: a small private encoder per task beside the shared one; heads read both
+              (Liu, Qiu & Huang 2017); enables the trainer's `orthogonality_weight`.
+            - `"hierarchical"`: embeddings and the lowest `num_shared_layers` layers shared, the layers above
+              copied per task group.
+        sharing_kwargs (`dict`, *optional*):
+            Options of the scheme, validated when the config is built and saved with every default filled in:
+
+            - `lora`: `r` (8), `lora_alpha` (16), `lora_dropout` (0.1), `target_modules` (None = peft's default
+              for the backbone, BERT: query/value), `freeze_backbone` (True), `adapters` (per-task overrides of
+              r / lora_alpha / lora_dropout, e.g. `{"ner": {"r": 16}}`).
+            - `shared_private`: `private_hidden_size` (64), `private_layers` (1), `private_heads` (4).
+            - `hierarchical`: `num_shared_layers` (required, 0..num_hidden_layers-1), `groups`
+              (`{name: [tasks]}` or `[[tasks], ...]`, e.g. from `hf_mtl.affinity.suggest_groups`; tasks in no
+              group get their own copy).
 
     Example:
 
@@ -60,6 +80,8 @@ class MultiTaskConfig(PreTrainedConfig):
     pooling: str = "mean"
     classifier_dropout: float | None = None
     adversarial: bool = False
+    sharing: str = "hard"
+    sharing_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -70,6 +92,11 @@ class MultiTaskConfig(PreTrainedConfig):
         self.tasks = [spec.to_dict() for spec in specs]
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(f"Unknown pooling {self.pooling!r}. Choose one of: {', '.join(POOLING_CHOICES)}.")
+        if self.sharing not in SHARING:
+            raise ValueError(SHARING.unknown_message(self.sharing))
+        if self.sharing_kwargs is not None and not isinstance(self.sharing_kwargs, dict):
+            raise ValueError(f"`sharing_kwargs` must be a dict of the scheme's options, got {self.sharing_kwargs!r}.")
+        self.sharing_kwargs = SHARING.get(self.sharing).validate_options(self.sharing_kwargs, self)
 
     @property
     def task_specs(self) -> list[TaskSpec]:

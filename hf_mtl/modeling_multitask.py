@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging as _logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
 from .input_checks import check_model_inputs
 from .safe_loading import safe_weights_loading
+from .sharing import SHARING, EncodedBatch, SharingScheme
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -62,23 +62,6 @@ class MultiTaskModelOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-@dataclass
-class EncodedBatch:
-    """What the sharing scheme hands to the heads.
-
-    Args:
-        hidden_states: token states the heads read, `[rows, seq_len, head_hidden_size]`.
-        shared_hidden_states: token states of the shared encoder alone (the discriminator's input).
-        encoder_outputs: the shared encoder's raw output (hidden states / attentions when asked for).
-        auxiliary_losses: losses the scheme itself defines (e.g. an orthogonality penalty).
-    """
-
-    hidden_states: torch.Tensor
-    shared_hidden_states: torch.Tensor
-    encoder_outputs: Any = None
-    auxiliary_losses: dict[str, torch.Tensor] | None = None
-
-
 def _build_encoder(encoder_config: PreTrainedConfig) -> PreTrainedModel:
     """The shared backbone, without its pooler where the architecture has one: heads pool for themselves."""
     model_class = AutoModel._model_mapping[type(encoder_config)]
@@ -109,6 +92,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):  # e.g. a private encoder's positions (sharing="shared_private")
+            nn.init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
@@ -121,6 +106,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     Call it with `task="name"` for a one-task batch, or with `task_ids` (one task index per row, indices into
     `config.task_names`) for a batch that mixes tasks: the encoder runs once on the whole batch and each row goes
     to its task's head.
+
+    How the tasks share the encoder is `config.sharing` (see [`MultiTaskConfig`]): the scheme, `model.sharing`,
+    runs the batch through the shared and task-specific parts and names the shared parameters.
 
     Example:
 
@@ -139,10 +127,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     def __init__(self, config: MultiTaskConfig):
         super().__init__(config)
+        self.sharing: SharingScheme = SHARING.get(config.sharing)(config)
         self.encoder = _build_encoder(config.encoder)
+        self.sharing.setup(self)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
         self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
         self.post_init()
+        self.sharing.after_init(self)
 
     # ------------------------------------------------------------------ building
 
@@ -150,7 +141,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         head_class = HEADS.get(spec.type)
         return head_class(
             spec,
-            hidden_size=self.config.encoder.hidden_size,
+            hidden_size=self.sharing.head_hidden_size(self.config),
             dropout=self.config.get_head_dropout(),
             pooling=self.config.pooling,
         )
@@ -173,8 +164,38 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.discriminator.classifier = new
 
     def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """Trainable parameters every task shares (gradient-surgery strategies operate on these)."""
-        return [(name, p) for name, p in self.named_parameters() if name.startswith("encoder.") and p.requires_grad]
+        """Trainable parameters every task shares (gradient-surgery strategies and task affinity operate on these).
+
+        Hard sharing: the whole encoder. LoRA: the backbone when it is not frozen (nothing otherwise). Hierarchical:
+        embeddings and the shared lower layers. Shared-private: the shared encoder.
+        """
+        return self.sharing.shared_parameters(self)
+
+    def task_parameters(self, task: str) -> list[tuple[str, nn.Parameter]]:
+        """Parameters only `task` uses (or only its group, for hierarchical sharing): its head and its adapter,
+        private encoder or upper-layer copy. Frozen ones included."""
+        return self.sharing.task_parameters(self, task)
+
+    def task_parameter_counts(self) -> dict[str, dict[str, int]]:
+        """Per task: `task_specific` (its head + its own encoder parts), `trainable_task_specific`, `shared_trainable`
+        (trainable parameters it shares with every task) and `trainable` (what training the task updates)."""
+        return self.sharing.task_parameter_counts(self)
+
+    def print_trainable_parameters(self) -> None:
+        """Print trainable parameters per task and in total, as peft's `PeftModel.print_trainable_parameters`."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        print(f"sharing={self.config.sharing!r}: trainable params: {trainable:,} || all params: {total:,} || "
+              f"trainable%: {100 * trainable / max(total, 1):.4f}")
+        for task, count in self.task_parameter_counts().items():
+            print(f"  {task}: {count['trainable']:,} trainable ({count['trainable_task_specific']:,} task-specific + "
+                  f"{count['shared_trainable']:,} shared)")
+
+    def save_adapter(self, task: str, save_directory: str) -> None:
+        """Export one task's LoRA adapter in PEFT format (`sharing="lora"` only); see `LoraSharing.save_adapter`."""
+        if not hasattr(self.sharing, "save_adapter"):
+            raise ValueError(f"save_adapter exports a LoRA adapter; this model uses sharing={self.config.sharing!r}.")
+        self.sharing.save_adapter(self, task, save_directory)
 
     @classmethod
     def from_backbone(
@@ -210,9 +231,16 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             )
         config = cls.config_class(encoder=backbone.config, tasks=tasks, **(config_kwargs or {}))
         model = cls(config)
-        result = model.encoder.load_state_dict(backbone.state_dict(), strict=False)
-        missing = sorted(set(info.get("missing_keys", ())) | set(result.missing_keys))
-        unexpected = sorted(set(info.get("unexpected_keys", ())) | set(result.unexpected_keys))
+        # The sharing scheme maps the backbone's keys onto the (possibly adapted) encoder: LoRA-wrapped layers keep
+        # their weights under `base_layer`, hierarchical copies start from the backbone's upper layers.
+        backbone_state = backbone.state_dict()
+        encoder_state, new_sharing_keys = model.sharing.map_backbone_state_dict(model, backbone_state)
+        used = {model.sharing.backbone_key(key) for key in encoder_state}
+        result = model.encoder.load_state_dict(encoder_state, strict=False)
+        missing = sorted(
+            set(info.get("missing_keys", ())) | {k for k in result.missing_keys if f"encoder.{k}" not in new_sharing_keys}
+        )
+        unexpected = sorted(set(info.get("unexpected_keys", ())) | (set(backbone_state) - used))
         new_heads = [f"heads.{name}.{key}" for name, head in model.heads.items() for key in head.state_dict()]
         if missing:
             message = (
@@ -227,10 +255,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 f"Checkpoint weights not used by the encoder (e.g. a pooler or an MLM head): {', '.join(unexpected)}."
             )
         logger.info(f"New task heads (train them): {', '.join(model.heads)}.")
+        if new_sharing_keys:
+            logger.info(f"New task-specific parameters of sharing={config.sharing!r}: {len(new_sharing_keys)} tensors.")
         model.to(dtype=backbone.dtype)
         model.config.name_or_path = str(pretrained_model_name_or_path)
         if output_loading_info:
-            return model, {"missing_keys": missing, "unexpected_keys": unexpected, "new_head_keys": new_heads}
+            return model, {
+                "missing_keys": missing,
+                "unexpected_keys": unexpected,
+                "new_head_keys": new_heads,
+                "new_sharing_keys": new_sharing_keys,
+            }
         return model
 
     @classmethod
@@ -250,10 +285,25 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         _check_checkpoint_matches(model, info, pretrained_model_name_or_path, allow_resize)
         return (model, info) if want_info else model
 
-    def add_task(self, task: TaskSpec | dict[str, Any]) -> TaskHead:
-        """Add a task and its (newly initialised) head to a built model. Returns the head."""
+    def add_task(
+        self, task: TaskSpec | dict[str, Any], *, init_from: str | None = None, group: str | None = None
+    ) -> TaskHead:
+        """Add a task and its (newly initialised) head to a built model. Returns the head.
+
+        The sharing scheme builds the task's own encoder parts: a new LoRA adapter (identity at first), a new private
+        encoder, or, for hierarchical sharing, a place in a group.
+
+        Args:
+            init_from (`str`, *optional*): an existing task whose adapter / private encoder / upper layers the new
+                task starts from (hierarchical default: the first group's layers; others: fresh).
+            group (`str`, *optional*, hierarchical sharing only): an existing group to join (sharing its layers), or
+                the name of a new group (default: a new group named after the task).
+        """
         spec = TaskSpec.from_any(task)
         check_unique_names(self.config.task_specs + [spec])
+        if init_from is not None:
+            self.config.task_index(init_from)
+        self.sharing.add_task(self, spec, init_from, group)
         head = self._build_head(spec)
         head.apply(self._init_weights)
         reference = next(self.encoder.parameters())
@@ -269,18 +319,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         index = self.config.task_index(name)
         del self.heads[name]
         self.config.tasks = self.config.tasks[:index] + self.config.tasks[index + 1 :]
+        self.sharing.remove_task(self, name)
         self._resize_discriminator([i for i in range(len(self.config.tasks) + 1) if i != index])
 
     # ------------------------------------------------------------------ forward
 
     def encode(self, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
-        """Run the shared encoder once on the whole batch (hard parameter sharing).
+        """Run the batch through the encoder as the sharing scheme routes it (hard sharing: once, whole batch).
 
-        `task_ids` (one per encoder row) lets sharing schemes route rows through task-specific parts.
+        `task_ids` (one per encoder row) lets the scheme route rows through task-specific parts.
         """
-        encoder_outputs = self.encoder(**encoder_inputs)
-        hidden = encoder_outputs.last_hidden_state
-        return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
+        return self.sharing.encode(self, task_ids, encoder_inputs)
 
     def forward(
         self,
@@ -427,7 +476,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
 
 def _check_checkpoint_matches(model: MultiTaskModel, info: dict, source, allow_resize: bool) -> None:
-    """Raise when an hf_mtl checkpoint's weights disagree with its config (a head too many, too few, or resized)."""
+    """Raise when an hf_mtl checkpoint's weights disagree with its config: a head, adapter, private encoder or
+    upper-layer copy too many or too few, encoder weights missing, or a resized weight."""
     missing = list(info.get("missing_keys") or [])
     unexpected = list(info.get("unexpected_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
@@ -435,14 +485,37 @@ def _check_checkpoint_matches(model: MultiTaskModel, info: dict, source, allow_r
     head_unexpected = sorted({key.split(".")[1] for key in unexpected if key.startswith("heads.")})
     loaded_head_keys = {key for key in model.state_dict() if key.startswith("heads.")} - set(missing)
     checkpoint_has_heads = bool(head_unexpected or loaded_head_keys)
+    sharing = model.sharing
+    body = ("encoder.", "sharing.")
+    unit_missing = sorted({sharing.parameter_owner(k)[1] for k in missing if sharing.parameter_owner(k)})
+    unit_unexpected = sorted({sharing.parameter_owner(k)[1] for k in unexpected if sharing.parameter_owner(k)})
+    encoder_missing = [k for k in missing if k.startswith(body) and not sharing.parameter_owner(k)]
+    encoder_unexpected = [k for k in unexpected if k.startswith(body) and not sharing.parameter_owner(k)]
+    if not checkpoint_has_heads and (encoder_missing or unit_missing):
+        # A plain backbone loaded into an adapted encoder: LoRA base weights would stay random (`base_layer` keys),
+        # adapters would not be the identity, copies would not start from the backbone.
+        raise CheckpointError(
+            f"{str(source)!r} holds no task heads and lacks weights this sharing={model.config.sharing!r} model needs "
+            f"(e.g. {(encoder_missing or [k for k in missing if sharing.parameter_owner(k)])[:3]}): it looks like a plain "
+            "backbone checkpoint. Build the model with `MultiTaskModel.from_backbone(path, tasks, config_kwargs="
+            f"{{'sharing': {model.config.sharing!r}, ...}})`, which maps the backbone's weights into the adapted encoder."
+        )
     problems = []
     if head_unexpected:
         problems.append(f"heads in the weights but not in the config: {head_unexpected}")
     if head_missing and checkpoint_has_heads:
         problems.append(f"heads in the config but not in the weights: {head_missing}")
-    encoder_missing = [key for key in missing if key.startswith("encoder.")]
+    if unit_unexpected:
+        problems.append(f"{sharing.unit_label}(s) in the weights but not in the config: {unit_unexpected}")
+    if unit_missing:
+        problems.append(f"{sharing.unit_label}(s) in the config but not in the weights: {unit_missing}")
     if encoder_missing and checkpoint_has_heads:
-        problems.append(f"encoder weights missing from the checkpoint: {encoder_missing[:5]}{' ...' if len(encoder_missing) > 5 else ''}")
+        problems.append(f"encoder weights missing from the checkpoint: {_some(encoder_missing)}")
+    if encoder_unexpected and checkpoint_has_heads:
+        problems.append(
+            f"encoder weights in the checkpoint that the config's sharing={model.config.sharing!r} does not have "
+            f"(saved with another sharing scheme?): {_some(encoder_unexpected)}"
+        )
     if mismatched and not allow_resize:
         names = sorted({str(entry[0] if isinstance(entry, (tuple, list)) else entry) for entry in mismatched})
         problems.append(
@@ -460,3 +533,7 @@ def _check_checkpoint_matches(model: MultiTaskModel, info: dict, source, allow_r
             f"{str(source)!r} holds no task heads; heads {head_missing} are newly initialised. To start from a "
             "backbone checkpoint, `MultiTaskModel.from_backbone` reports exactly what it loaded."
         )
+
+
+def _some(keys: list[str], limit: int = 5) -> str:
+    return f"{keys[:limit]}{' ...' if len(keys) > limit else ''}"

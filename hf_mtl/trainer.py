@@ -28,6 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, ro
 from transformers.utils import logging
 
 from .adversarial import ganin_coefficient
+from .affinity import TaskAffinityCallback
 from .callbacks import MultiTaskCallback
 from .checkpointing import (
     clear_checkpoint_marker,
@@ -143,6 +144,8 @@ class MultiTaskTrainer(Trainer):
             **kwargs,
         )
         self.add_callback(MultiTaskCallback(self))
+        if args.task_affinity_steps > 0:
+            self.add_callback(TaskAffinityCallback(self))
 
     # ------------------------------------------------------------------ validation
 
@@ -152,6 +155,13 @@ class MultiTaskTrainer(Trainer):
             raise ValueError(
                 f"Weighting {args.weighting!r} combines the tasks of each step, but batching='per_task' trains one "
                 "task per step. Set batching='mixed'."
+            )
+        if strategy.requires_task_gradients and not model.shared_parameters():
+            raise ValueError(
+                f"Weighting {args.weighting!r} combines per-task gradients of the shared parameters, but this model "
+                f"shares no trainable parameter (sharing={model.config.sharing!r}, e.g. LoRA with a frozen backbone): "
+                "each trainable parameter belongs to one task, so there is nothing to combine. Use a loss weighting "
+                "(static, uncertainty, dwa, famo) or train the backbone (sharing_kwargs={'freeze_backbone': False})."
             )
         if args.batching == "mixed":
             unmixable = [spec.name for spec in model.config.task_specs if spec.type == "multiple_choice"]

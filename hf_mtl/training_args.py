@@ -79,6 +79,25 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=0.0,
         metadata={"help": "Weight of the shared/private orthogonality loss (shared-private models only)."},
     )
+    task_affinity_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Measure inter-task affinity (TAG lookahead, Fifty et al. 2021) every N optimizer steps and write "
+            "task_affinity.json / .png with suggested task groups to output_dir; 0 = off."
+        },
+    )
+    task_affinity_lr: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the affinity lookahead SGD step (defaults to learning_rate)."},
+    )
+    task_affinity_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Rows per task in each affinity measurement (defaults to per_device_train_batch_size)."},
+    )
+    task_affinity_groups: int | None = field(
+        default=None,
+        metadata={"help": "Number of task groups to suggest from the affinity matrix (default: the best number)."},
+    )
     non_finite_loss: str = field(
         default="error",
         metadata={"help": "On a NaN/inf task loss: error (stop, naming the task and step) or skip (drop the step, log it)."},
@@ -144,5 +163,12 @@ class MultiTaskTrainingArguments(TrainingArguments):
         for name in ("adversarial_weight", "orthogonality_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.task_affinity_steps < 0:
+            raise ValueError(f"`task_affinity_steps` must be >= 0 (0 = off), got {self.task_affinity_steps}.")
+        if self.task_affinity_lr is not None and self.task_affinity_lr <= 0:
+            raise ValueError(f"`task_affinity_lr` must be > 0, got {self.task_affinity_lr}.")
+        for name in ("task_affinity_batch_size", "task_affinity_groups"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1 (or unset), got {getattr(self, name)}.")
         if self.max_seq_length < 2:
             raise ValueError(f"`max_seq_length` must be at least 2 (room for [CLS] and [SEP]), got {self.max_seq_length}.")

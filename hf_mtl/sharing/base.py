@@ -1,0 +1,269 @@
+"""What every parameter-sharing scheme implements, and the helpers several schemes use.
+
+A scheme decides which parameters the tasks share and how a batch runs through them. It is an `nn.Module` stored
+as `model.sharing` (its own parameters, e.g. private encoders, save as `sharing.*`); task-specific parts that live
+inside the backbone (LoRA adapters, per-group copies of upper layers) are injected into `model.encoder` by
+`setup`, so `encoder.*` keys always describe the whole (possibly adapted) backbone.
+
+Adding a scheme = one file in `hf_mtl/sharing/` with a subclass registered in `SHARING`, its options as a dataclass
+(`Options`, every field with `metadata={"help": ...}`), and one row in the registry test matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+
+from ..errors import TaskError
+from ..registry import Registry
+
+
+if TYPE_CHECKING:
+    from ..configuration_multitask import MultiTaskConfig
+    from ..modeling_multitask import MultiTaskModel
+    from ..tasks import TaskSpec
+
+
+SHARING: Registry[type[SharingScheme]] = Registry("sharing scheme")
+
+
+@dataclass
+class EncodedBatch:
+    """What the sharing scheme hands to the heads.
+
+    Args:
+        hidden_states: token states the heads read, `[rows, seq_len, head_hidden_size]`.
+        shared_hidden_states: token states of the shared encoder alone (the discriminator's input).
+        encoder_outputs: the shared encoder's raw output (hidden states / attentions when asked for).
+        auxiliary_losses: losses the scheme itself defines (e.g. an orthogonality penalty).
+    """
+
+    hidden_states: torch.Tensor
+    shared_hidden_states: torch.Tensor
+    encoder_outputs: Any = None
+    auxiliary_losses: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class NoOptions:
+    """Schemes without options."""
+
+
+class SharingScheme(nn.Module):
+    """Base class of the sharing schemes.
+
+    Subclasses set `name` and `Options` and override what differs from hard sharing. Methods receive the model
+    instead of holding it (a module attribute would register the encoder twice in the state dict).
+
+    The one notion every generic feature builds on is `parameter_owner(name)`: the task-specific *unit* a parameter
+    belongs to (`("adapter", "ner")`, `("group", "sentence")`, ...), or `None` when every task shares it. From it
+    follow `shared_parameters` (gradient surgery, task affinity), per-task parameter counts, checkpoint checks and the
+    keys `from_backbone` reports as new.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    #: Human-readable name of a unit, for messages ("LoRA adapter", "private encoder", ...).
+    unit_label: ClassVar[str] = ""
+
+    def __init__(self, config: MultiTaskConfig):
+        super().__init__()
+        self.options = self.Options(**(config.sharing_kwargs or {}))
+
+    # ------------------------------------------------------------------ options
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any] | None, config: MultiTaskConfig) -> dict[str, Any]:
+        """Check the `sharing_kwargs` of a config; returns them normalised, with every default filled in.
+
+        Unknown keys fail with the valid ones; `check_options` adds the scheme's own checks.
+        """
+        options = dict(options or {})
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ValueError(
+                f"Unknown sharing_kwargs {unknown} for sharing={cls.name!r}. "
+                + (f"Valid keys: {', '.join(sorted(fields))}." if fields else "This scheme takes no options.")
+            )
+        try:
+            parsed = cls.Options(**options)
+        except TypeError as error:  # a required field is missing
+            raise ValueError(f"sharing={cls.name!r}: {error}. {cls.options_help()}") from None
+        parsed = cls.check_options(parsed, config)
+        return dataclasses.asdict(parsed)
+
+    @classmethod
+    def check_options(cls, options, config: MultiTaskConfig):
+        """Scheme-specific validation and normalisation (raise `ValueError` / `TaskError` naming the fix)."""
+        return options
+
+    @classmethod
+    def options_help(cls) -> str:
+        parts = [f"{f.name}: {f.metadata.get('help', '')}" for f in dataclasses.fields(cls.Options)]
+        return "Options: " + "; ".join(parts) if parts else ""
+
+    # ------------------------------------------------------------------ building
+
+    def setup(self, model: MultiTaskModel) -> None:
+        """Called once `model.encoder` exists, before the heads are built: inject task-specific parts."""
+
+    def after_init(self, model: MultiTaskModel) -> None:
+        """Called after `post_init` (which re-initialises every module the backbone's `_init_weights` reaches)."""
+
+    def head_hidden_size(self, config: MultiTaskConfig) -> int:
+        return config.encoder.hidden_size
+
+    # ------------------------------------------------------------------ parameters
+
+    def parameter_owner(self, name: str) -> tuple[str, str] | None:
+        """`(kind, unit)` of a task-specific parameter (full name in the model), `None` for shared ones."""
+        return None
+
+    def task_units(self, task: str) -> set[str]:
+        """Units (see `parameter_owner`) a task runs through."""
+        return set()
+
+    def backbone_key(self, name: str) -> str | None:
+        """Key in a plain backbone checkpoint that initialises encoder parameter `name` (a key of `model.encoder`),
+        or `None` when the parameter is new (a LoRA matrix)."""
+        return name
+
+    def shared_parameters(self, model: MultiTaskModel) -> list[tuple[str, nn.Parameter]]:
+        """Trainable parameters of the encoder (and of the scheme) that no single task owns."""
+        return [
+            (name, p)
+            for name, p in model.named_parameters()
+            if p.requires_grad and name.startswith(("encoder.", "sharing.")) and self.parameter_owner(name) is None
+        ]
+
+    def task_parameters(self, model: MultiTaskModel, task: str) -> list[tuple[str, nn.Parameter]]:
+        """Parameters of `task`'s head and of the units it runs through (see `MultiTaskModel.task_parameters`)."""
+        model.config.task_index(task)
+        units = self.task_units(task)
+        return [
+            (name, p)
+            for name, p in model.named_parameters()
+            if name.startswith(f"heads.{task}.") or (self.parameter_owner(name) or (None, None))[1] in units
+        ]
+
+    def task_parameter_counts(self, model: MultiTaskModel) -> dict[str, dict[str, int]]:
+        shared = count_parameters(p for _, p in self.shared_parameters(model))
+        counts = {}
+        for task in model.config.task_names:
+            own = [p for _, p in self.task_parameters(model, task)]
+            trainable_own = count_parameters(p for p in own if p.requires_grad)
+            counts[task] = {
+                "task_specific": count_parameters(own),
+                "trainable_task_specific": trainable_own,
+                "shared_trainable": shared,
+                "trainable": trainable_own + shared,
+            }
+        return counts
+
+    def map_backbone_state_dict(
+        self, model: MultiTaskModel, backbone_state: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """The weights of a plain backbone checkpoint keyed for `model.encoder` (via `backbone_key`), and the full
+        names of the parameters no backbone holds (new LoRA matrices, private encoders)."""
+        encoder_state, new_keys = {}, []
+        for key in model.encoder.state_dict():
+            source = self.backbone_key(key)
+            if source is None:
+                new_keys.append(f"encoder.{key}")
+            elif source in backbone_state:
+                encoder_state[key] = backbone_state[source]
+        return encoder_state, new_keys + [f"sharing.{key}" for key in self.state_dict()]
+
+    # ------------------------------------------------------------------ tasks
+
+    def add_task(self, model: MultiTaskModel, spec: TaskSpec, init_from: str | None, group: str | None) -> None:
+        """Build the new task's units (the task is already in `model.config.tasks`)."""
+        if group is not None:
+            raise TaskError(f"`group=` only applies to sharing='hierarchical'; this model uses sharing={self.name!r}.")
+
+    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+        """Drop the task's units (the task is already gone from `model.config.tasks`)."""
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(self, model: MultiTaskModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
+        encoder_outputs = model.encoder(**encoder_inputs)
+        hidden = encoder_outputs.last_hidden_state
+        return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def rows_by_key(keys: Sequence[str]) -> list[tuple[str, torch.LongTensor]]:
+    """`[(key, row indices)]` in order of first appearance."""
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(keys):
+        order.setdefault(key, []).append(row)
+    return [(key, torch.tensor(rows, dtype=torch.long)) for key, rows in order.items()]
+
+
+def slice_rows(value: Any, rows: torch.LongTensor, batch_size: int) -> Any:
+    """Rows of a per-row tensor; anything else (a broadcast mask, None, a flag) unchanged."""
+    if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == batch_size:
+        return value.index_select(0, rows.to(value.device))
+    return value
+
+
+def merge_rows(pieces: list[tuple[torch.LongTensor, torch.Tensor]], batch_size: int) -> torch.Tensor:
+    """Scatter per-group results back into batch order (out-of-place, so autograd flows to every piece)."""
+    first = pieces[0][1]
+    merged = first.new_zeros((batch_size, *first.shape[1:]))
+    for rows, piece in pieces:
+        merged = merged.index_copy(0, rows.to(piece.device), piece)
+    return merged
+
+
+def run_encoder_by_rows(
+    run: Callable[[str, dict[str, Any]], Any], groups: list[tuple[str, torch.LongTensor]], encoder_inputs: dict[str, Any]
+) -> BaseModelOutput:
+    """One encoder pass per group of rows (`run(key, inputs)`), merged into one output in batch order.
+
+    Used where one pass cannot route rows itself: LoRA in training mode (peft refuses mixed adapters there) and
+    hierarchical sharing when per-layer hidden states are requested.
+    """
+    reference = encoder_inputs.get("input_ids", encoder_inputs.get("inputs_embeds"))
+    batch_size = reference.shape[0]
+    outputs = []
+    for key, rows in groups:
+        sub_inputs = {name: slice_rows(value, rows, batch_size) for name, value in encoder_inputs.items()}
+        outputs.append((rows, run(key, sub_inputs)))
+    merged = {"last_hidden_state": merge_rows([(rows, out.last_hidden_state) for rows, out in outputs], batch_size)}
+    for field in ("hidden_states", "attentions"):
+        values = [getattr(out, field, None) for _, out in outputs]
+        if all(value is not None for value in values):
+            merged[field] = tuple(
+                merge_rows([(rows, value[i]) for (rows, _), value in zip(outputs, values)], batch_size)
+                for i in range(len(values[0]))
+            )
+    return BaseModelOutput(**merged)
+
+
+def find_layer_list(encoder: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The backbone's stack of transformer blocks: the `nn.ModuleList` of `num_hidden_layers` modules
+    (`encoder.layer` in BERT/RoBERTa/ELECTRA, `transformer.layer` in DistilBERT)."""
+    num_layers = getattr(encoder.config, "num_hidden_layers", None)
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers and re.search(r"layers?$", name):
+            return name, module
+    raise ValueError(
+        f"Could not find the transformer blocks of {type(encoder).__name__} (an nn.ModuleList of num_hidden_layers="
+        f"{num_layers} modules named '...layer' or '...layers'): this scheme needs a backbone built that way, e.g. BERT."
+    )
+
+
+def count_parameters(parameters) -> int:
+    return sum(p.numel() for p in parameters)

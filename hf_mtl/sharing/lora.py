@@ -1,0 +1,272 @@
+"""Per-task LoRA adapters on one shared backbone (Hu et al., ICLR 2022, "LoRA: Low-Rank Adaptation of Large
+Language Models", arXiv:2106.09685), injected with peft's integration API.
+
+Each task gets a named LoRA adapter (`peft.functional.inject_adapter_in_model`, one call per task); the heads stay
+per task. The backbone is frozen by default, so a task owns only its adapter and head: K tasks cost one backbone
+plus K small adapters, and tasks cannot interfere through the shared weights.
+
+Routing:
+- a batch of one task activates that task's adapter (`peft.functional.set_adapter`, whose `requires_grad` side
+  effect is undone so the optimizer keeps seeing every adapter);
+- a mixed batch in eval mode runs once, each row through its own adapter (peft's `adapter_names=` mixed-batch
+  inference, injected with forward pre-hooks as `LoraModel` does);
+- a mixed batch in training mode runs the encoder once per task present and merges the rows back in order,
+  because peft does not support mixed adapters in training. `batching="mixed"` therefore works, at the cost of one
+  encoder pass per task in the micro-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from ..errors import TaskError
+from .base import SHARING, EncodedBatch, SharingScheme, rows_by_key, run_encoder_by_rows
+
+
+if TYPE_CHECKING:
+    from ..modeling_multitask import MultiTaskModel
+
+
+_ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
+_OVERRIDABLE = ("r", "lora_alpha", "lora_dropout")
+
+
+@dataclass
+class LoraOptions:
+    r: int = field(default=8, metadata={"help": "LoRA rank of every adapter."})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA scaling numerator (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the adapter's input."})
+    target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Module names (or one regex) the adapters wrap; None uses peft's default for the backbone type "
+            "(BERT: query, value)."
+        },
+    )
+    freeze_backbone: bool = field(
+        default=True, metadata={"help": "Freeze every backbone weight so tasks own only their adapter and head."}
+    )
+    adapters: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"help": 'Per-task overrides of r / lora_alpha / lora_dropout, e.g. {"ner": {"r": 16}}.'},
+    )
+
+
+@SHARING.register("lora")
+class LoraSharing(SharingScheme):
+    """One LoRA adapter per task on the shared backbone; see the module docstring for routing and options."""
+
+    name = "lora"
+    Options = LoraOptions
+    unit_label = "LoRA adapter"
+
+    @classmethod
+    def check_options(cls, options: LoraOptions, config):
+        _check_adapter_values(options.r, options.lora_alpha, options.lora_dropout, "sharing_kwargs")
+        if options.target_modules is not None and not isinstance(options.target_modules, str):
+            if not isinstance(options.target_modules, (list, tuple)) or not options.target_modules or not all(
+                isinstance(name, str) and name for name in options.target_modules
+            ):
+                raise ValueError(
+                    f"LoRA target_modules must be a non-empty list of module names or one regex string, got "
+                    f"{options.target_modules!r}."
+                )
+            options.target_modules = list(options.target_modules)
+        if not isinstance(options.adapters, dict):
+            raise ValueError(f"LoRA `adapters` is a dict {{task: {{r, lora_alpha, lora_dropout}}}}, got {options.adapters!r}.")
+        unknown = sorted(set(options.adapters) - set(config.task_names))
+        if unknown:
+            raise TaskError(
+                f"LoRA adapter settings for task(s) {unknown} that do not exist. This model's tasks: "
+                f"{', '.join(config.task_names) or '(none)'}."
+            )
+        for task, override in options.adapters.items():
+            bad = sorted(set(override) - set(_OVERRIDABLE)) if isinstance(override, dict) else [override]
+            if bad:
+                raise ValueError(f"LoRA adapter settings for {task!r}: unknown keys {bad}; use {', '.join(_OVERRIDABLE)}.")
+            values = {key: override.get(key, getattr(options, key)) for key in _OVERRIDABLE}
+            _check_adapter_values(values["r"], values["lora_alpha"], values["lora_dropout"], f"adapters[{task!r}]")
+        return options
+
+    # ------------------------------------------------------------------ building
+
+    def lora_config(self, task: str):
+        from peft import LoraConfig
+
+        values = {key: getattr(self.options, key) for key in _OVERRIDABLE}
+        values.update(self.options.adapters.get(task, {}))
+        return LoraConfig(target_modules=self.options.target_modules, bias="none", **values)
+
+    def setup(self, model: MultiTaskModel) -> None:
+        for task in model.config.task_names:
+            self._inject(model.encoder, task)
+        for name, p in model.encoder.named_parameters():
+            if self.parameter_owner("encoder." + name) is None:
+                p.requires_grad_(not self.options.freeze_backbone)
+
+    def _inject(self, encoder: nn.Module, task: str) -> None:
+        from peft.functional import inject_adapter_in_model
+
+        # peft freezes everything but adapters on each injection: keep the caller's choices for existing parameters.
+        before = {id(p): p.requires_grad for p in encoder.parameters()}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Already found a `peft_config` attribute.*")
+            try:
+                inject_adapter_in_model(self.lora_config(task), encoder, adapter_name=task)
+            except ValueError as error:
+                getattr(encoder, "peft_config", {}).pop(task, None)
+                linear = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
+                raise ValueError(
+                    f"LoRA target_modules {self.options.target_modules!r} match no usable module of the backbone "
+                    f"({type(encoder).__name__}): {error} Its linear layers are named: {', '.join(linear)}. Set "
+                    "sharing_kwargs['target_modules'] to some of them, e.g. ['query', 'value']."
+                ) from None
+        for p in encoder.parameters():
+            p.requires_grad_(before.get(id(p), True))
+
+    def after_init(self, model: MultiTaskModel) -> None:
+        # The backbone's `_init_weights` also reaches the injected lora_B (trap: not zero): make every adapter the
+        # identity again, as peft initialises it.
+        for layer in _lora_layers(model.encoder):
+            for adapter in list(layer.lora_A.keys()):
+                layer.reset_lora_parameters(adapter, init_lora_weights=True)
+
+    # ------------------------------------------------------------------ parameters
+
+    def parameter_owner(self, name: str) -> tuple[str, str] | None:
+        if not name.startswith("encoder."):
+            return None
+        match = _ADAPTER_KEY.search(name)
+        return ("adapter", match.group(2)) if match else None
+
+    def task_units(self, task: str) -> set[str]:
+        return {task}
+
+    def backbone_key(self, name: str) -> str | None:
+        if _ADAPTER_KEY.search("." + name):
+            return None
+        return name.replace(".base_layer.", ".")
+
+    # ------------------------------------------------------------------ tasks
+
+    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+        super().add_task(model, spec, init_from, group)
+        if init_from is not None:
+            model.config.task_index(init_from)
+            self.options.adapters[spec.name] = dict(self.options.adapters.get(init_from, {}))
+        self._inject(model.encoder, spec.name)
+        if init_from is not None:
+            for layer in _lora_layers(model.encoder):
+                for table in (layer.lora_A, layer.lora_B):
+                    if init_from in table:
+                        table[spec.name].load_state_dict(table[init_from].state_dict())
+        model.encoder.train(model.encoder.training)  # new dropout modules follow the model's mode
+        model.config.sharing_kwargs = {**model.config.sharing_kwargs, "adapters": dict(self.options.adapters)}
+
+    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+        from peft.functional import delete_adapter
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*was active which is now deleted.*")
+            delete_adapter(model.encoder, name, prefix="lora_")
+        getattr(model.encoder, "peft_config", {}).pop(name, None)
+        self.options.adapters.pop(name, None)
+        model.config.sharing_kwargs = {**model.config.sharing_kwargs, "adapters": dict(self.options.adapters)}
+
+    # ------------------------------------------------------------------ forward
+
+    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+        names = model.config.task_names
+        row_tasks = [names[i] for i in task_ids.tolist()]
+        present = list(dict.fromkeys(row_tasks))
+        encoder = model.encoder
+        if len(present) == 1:
+            self.activate(encoder, present[0])
+            outputs = encoder(**encoder_inputs)
+        elif not model.training:
+            with _mixed_adapters(encoder, row_tasks):
+                outputs = encoder(**encoder_inputs)
+        else:
+
+            def run(task, inputs):
+                self.activate(encoder, task)
+                return encoder(**inputs)
+
+            outputs = run_encoder_by_rows(run, rows_by_key(row_tasks), encoder_inputs)
+        hidden = outputs.last_hidden_state
+        return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=outputs)
+
+    @staticmethod
+    def activate(encoder: nn.Module, task: str) -> None:
+        """Make `task`'s adapter the active one, keeping every parameter's `requires_grad` as it was
+        (`set_adapter` would freeze the other adapters, and an optimizer built afterwards would skip them)."""
+        from peft.functional import set_adapter
+
+        flags = [(p, p.requires_grad) for p in encoder.parameters()]
+        set_adapter(encoder, task)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+    # ------------------------------------------------------------------ export
+
+    def save_adapter(self, model: MultiTaskModel, task: str, save_directory: str) -> None:
+        """Write `task`'s adapter in PEFT format (`adapter_model.safetensors` + `adapter_config.json`), loadable with
+        `PeftModel.from_pretrained(AutoModel.from_pretrained(backbone), save_directory)`."""
+        from peft.functional import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        model.config.task_index(task)
+        state = get_peft_model_state_dict(model.encoder, adapter_name=task)
+        state = {f"base_model.model.{key}": value.detach().cpu().contiguous() for key, value in state.items()}
+        os.makedirs(save_directory, exist_ok=True)
+        save_file(state, os.path.join(save_directory, "adapter_model.safetensors"), metadata={"format": "pt"})
+        config = self.lora_config(task)
+        config.target_modules = model.encoder.peft_config[task].target_modules
+        config.base_model_name_or_path = model.config.name_or_path or None
+        config.save_pretrained(save_directory)
+        with open(os.path.join(save_directory, "hf_mtl_adapter.json"), "w") as handle:
+            json.dump({"task": model.config.task_spec(task).to_dict(), "backbone_frozen": self.options.freeze_backbone}, handle, indent=2)
+        if not self.options.freeze_backbone:
+            warnings.warn(
+                f"The backbone of this model was trainable (freeze_backbone=False): the exported adapter of {task!r} "
+                "reproduces the model's outputs only on this model's backbone weights, not on the original backbone."
+            )
+
+
+def _check_adapter_values(r, alpha, dropout, where: str) -> None:
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise ValueError(f"LoRA rank `r` in {where} must be a positive integer, got {r!r}.")
+    if not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ValueError(f"LoRA `lora_alpha` in {where} must be > 0, got {alpha!r}.")
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"LoRA `lora_dropout` in {where} must be in [0, 1), got {dropout!r}.")
+
+
+def _lora_layers(encoder: nn.Module) -> list[nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return [module for module in encoder.modules() if isinstance(module, LoraLayer)]
+
+
+@contextlib.contextmanager
+def _mixed_adapters(encoder: nn.Module, adapter_names: list[str]):
+    """Pass `adapter_names` (one per row) to every LoRA layer, as `LoraModel._enable_peft_forward_hooks` does."""
+
+    def hook(module, args, kwargs):
+        kwargs["adapter_names"] = adapter_names
+        return args, kwargs
+
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in _lora_layers(encoder)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

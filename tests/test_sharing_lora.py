@@ -1,0 +1,130 @@
+"""Per-task LoRA adapters: routing, peft traps, the trainer with a frozen backbone, PEFT-format export."""
+
+import pytest
+import torch
+from transformers import AutoModel, BertModel
+
+from hf_mtl import MultiTaskConfig, MultiTaskModel
+
+from .conftest import tiny_bert_config
+from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
+from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+
+
+def lora_model(dropout=0.0, **options):
+    encoder = tiny_bert_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config = MultiTaskConfig(encoder=encoder, tasks=MIXABLE, sharing="lora", sharing_kwargs={"r": 4, **options})
+    model = MultiTaskModel(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    return model
+
+
+def test_adapters_start_as_the_identity_and_are_separate_per_task():
+    model = MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(), tasks=MIXABLE, sharing="lora"))
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)  # post_init's BERT init is undone (trap 17)
+    adapters = {model.sharing.parameter_owner(name)[1] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapters == set(model.config.task_names)
+    assert model.shared_parameters() == []  # frozen backbone: nothing shared is trainable
+    assert all(not p.requires_grad for name, p in model.encoder.named_parameters() if "lora_" not in name)
+
+
+def test_mixed_batch_in_training_mode_runs_each_task_through_its_adapter():
+    model = lora_model(lora_dropout=0.0).train()  # no dropout anywhere: train and eval must agree
+    input_ids, mask, task_ids = mixed_batch()
+    trained = model(input_ids=input_ids, attention_mask=mask, task_ids=task_ids)
+    with torch.no_grad():
+        evaluated = model.eval()(input_ids=input_ids, attention_mask=mask, task_ids=task_ids)
+    for name in evaluated.task_logits:
+        torch.testing.assert_close(trained.task_logits[name], evaluated.task_logits[name], rtol=1e-5, atol=1e-5)
+
+
+def test_every_adapter_stays_trainable_after_switching(tmp_path):
+    model = lora_model().train()
+    input_ids, mask, task_ids = mixed_batch()
+    for task in model.config.task_names:  # each call activates one adapter (peft's set_adapter flips requires_grad)
+        model(input_ids=input_ids, attention_mask=mask, task=task)
+    adapters = [p for name, p in model.named_parameters() if "lora_" in name]
+    assert adapters and all(p.requires_grad for p in adapters)
+    labels = mixed_labels(task_ids, width=input_ids.shape[1])
+    model(input_ids=input_ids, attention_mask=mask, task_ids=task_ids, labels=labels).loss.backward()
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_frozen_backbone_does_not_change_in_training(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(sharing="lora", sharing_kwargs={"r": 4})
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, eval_data=False, batching="mixed")
+    trainer.train()
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    assert any("base_layer" in name for name in frozen) and any("embeddings" in name for name in frozen)
+    for name in frozen:
+        assert torch.equal(model.state_dict()[name], before[name]), f"frozen {name} changed"
+    moved = [name for name, p in model.named_parameters() if "lora_" in name and not torch.equal(p, before[name])]
+    assert {model.sharing.parameter_owner(name)[1] for name in moved} == set(model.config.task_names)
+
+
+def test_gradient_surgery_needs_shared_parameters(tmp_path, tokenizer, data):  # noqa: F811
+    frozen = make_model(sharing="lora", sharing_kwargs={"r": 4})
+    with pytest.raises(ValueError, match=r"Weighting 'pcgrad'.*shares no trainable parameter.*freeze_backbone"):
+        make_trainer(tmp_path, tokenizer, data, model=frozen, weighting="pcgrad", batching="mixed")
+    trainable = make_model(sharing="lora", sharing_kwargs={"r": 4, "freeze_backbone": False})
+    before = {name: p.detach().clone() for name, p in trainable.named_parameters()}
+    make_trainer(tmp_path, tokenizer, data, model=trainable, eval_data=False, weighting="pcgrad", batching="mixed", max_steps=2).train()
+    shared = [name for name, _ in trainable.shared_parameters()]
+    assert shared and all("lora_" not in name for name in shared)
+    assert any(not torch.equal(trainable.state_dict()[name], before[name]) for name in shared)
+
+
+def test_per_task_rank_override_and_parameter_counts():
+    model = lora_model(adapters={"ner": {"r": 8}})
+    counts = model.task_parameter_counts()
+    ranks = {name: p.shape[0] for name, p in model.named_parameters() if "lora_A" in name and "layer.0.attention.self.query" in name}
+    assert ranks[next(n for n in ranks if ".ner." in n)] == 8 and ranks[next(n for n in ranks if ".sst2." in n)] == 4
+    head = sum(p.numel() for p in model.heads["ner"].parameters())
+    adapter = 2 * 2 * (32 * 8 + 8 * 32)  # 2 layers x (query, value) x (A + B) at rank 8, hidden 32
+    assert counts["ner"] == {"task_specific": head + adapter, "trainable_task_specific": head + adapter,
+                             "shared_trainable": 0, "trainable": head + adapter}
+
+
+def test_add_task_from_another_adapter_and_remove_it():
+    model = lora_model().eval()
+    model.add_task({"name": "sst2_copy", "type": "sequence_classification", "labels": ["a", "b"]}, init_from="sst2")
+    model.heads["sst2_copy"].load_state_dict(model.heads["sst2"].state_dict())
+    input_ids, mask, _ = mixed_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(input_ids=input_ids, attention_mask=mask, task="sst2_copy").logits,
+            model(input_ids=input_ids, attention_mask=mask, task="sst2").logits,
+        )
+    assert all(p.requires_grad for name, p in model.named_parameters() if "lora_" in name)
+    model.remove_task("sst2_copy")
+    assert not any("sst2_copy" in name for name, _ in model.named_parameters())
+    assert "sst2_copy" not in model.encoder.peft_config
+
+
+def test_exported_adapter_loads_in_peft_with_equal_outputs(tmp_path):
+    from peft import PeftModel
+
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "backbone")
+    model = MultiTaskModel.from_backbone(str(tmp_path / "backbone"), MIXABLE, config_kwargs={"sharing": "lora"})
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B.ner" in name:
+                p.normal_(0, 0.2)
+    model.eval().save_adapter("ner", str(tmp_path / "ner"))
+    assert {p.name for p in (tmp_path / "ner").iterdir()} >= {"adapter_model.safetensors", "adapter_config.json"}
+    peft_model = PeftModel.from_pretrained(AutoModel.from_pretrained(tmp_path / "backbone"), str(tmp_path / "ner")).eval()
+    input_ids, mask, _ = mixed_batch()
+    with torch.no_grad():
+        expected = model.encode(torch.full((8,), model.config.task_index("ner")), {"input_ids": input_ids, "attention_mask": mask})
+        actual = peft_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(actual, expected.hidden_states)
+    with pytest.raises(ValueError, match="Unknown task 'ghost'"):
+        model.save_adapter("ghost", str(tmp_path / "ghost"))
