@@ -58,9 +58,10 @@ def run(settings, workdir: Path) -> dict:
             continue
         results["targets"].extend(output["targets"])
         results["measurements"][name] = output["details"]
+        results["notes"].extend(output.get("notes", []))
     results["environment"]["load_average_end"] = load_average()
     results["duration_seconds"] = round(time.time() - start, 1)
-    results["notes"] = notes(results)
+    results["notes"] = notes(results) + results["notes"]
     return results
 
 
