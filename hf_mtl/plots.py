@@ -70,7 +70,9 @@ def plot_training_curves(
     return path
 
 
-def plot_transfer_deltas(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> Path:
+def plot_transfer_deltas(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None, ylabel: str = "multi-task − single-task"
+) -> Path:
     """One bar per task: multi-task minus single-task score of its main metric, green where multi-task is better
     (for lower-is-better metrics such as `mse` that is a negative delta), red where it is worse; error bars are the
     standard deviation of the delta over seeds."""
@@ -82,7 +84,7 @@ def plot_transfer_deltas(rows: Sequence[Mapping[str, Any]], path: str | Path, ti
     axis.bar(range(len(rows)), deltas, yerr=errors if any(errors) else None, color=colors, capsize=4)
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_xticks(range(len(rows)), names, fontsize=8)
-    axis.set_ylabel("multi-task − single-task")
+    axis.set_ylabel(ylabel)
     axis.set_title(title or "Transfer: multi-task vs single-task (green = multi-task better)")
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()

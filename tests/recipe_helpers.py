@@ -96,10 +96,11 @@ def ner_intent_substitutes(folder: Path) -> list[str]:
 
 
 def local_ner_intent_data(folder: Path) -> Path:
-    """The $HF_MTL_DATA layout ner_intent_local.yaml reads (ATIS- and CoNLL-shaped JSON lines)."""
+    """The $HF_MTL_DATA layout the *_local.yaml recipes read (ATIS-, CoNLL- and SST-2-shaped JSON lines)."""
     atis = [{"tokens": text.split(), "tags": slots.split(), "intent": intent} for intent, text, slots in ATIS_ROWS * 3]
     conll = [{"tokens": ["Bob", "lives", "in", "Oslo"], "tags": ["B-PER", "O", "O", "B-LOC"]}] * 8
-    for name, rows in (("atis", atis), ("conll2003", conll)):
+    sst2 = [{"text": "a gripping film", "label": "positive"}, {"text": "a dull mess", "label": "negative"}] * 4
+    for name, rows in (("atis", atis), ("conll2003", conll), ("sst2", sst2)):
         write_jsonl(folder / name / "train.jsonl", rows)
         write_jsonl(folder / name / "validation.jsonl", rows[:4])
     return folder

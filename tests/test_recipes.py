@@ -57,7 +57,7 @@ def test_every_indexed_recipe_runs_two_steps_on_a_tiny_encoder(name, tmp_path, m
         overrides += glue_substitutes(tmp_path / "data")
     elif name == "ner_intent.yaml":
         overrides += ner_intent_substitutes(tmp_path / "data")
-    elif name == "ner_intent_local.yaml":
+    elif name.endswith("_local.yaml"):
         monkeypatch.setenv("HF_MTL_DATA", str(local_ner_intent_data(tmp_path / "data")))
     recipe = load_recipe(RECIPES / name, overrides)
     result = train_recipe(recipe, log=lambda message: None)
@@ -247,7 +247,16 @@ def test_two_processes_with_torchrun(tmp_path):
 
 
 def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; without use_cpu, Trainer on CPU runs each one alone
+    # MultiTaskTrainingArguments already turns use_cpu on under a launcher without GPUs; this guard catches the
+    # remaining cases (e.g. a launcher whose processes Trainer does not join). Building real arguments with
+    # WORLD_SIZE=2 would start a process group, so the guard is called with the world size Trainer would report.
+    from types import SimpleNamespace
+
+    from hf_mtl.recipes.run import check_launch
+
+    recipe = load_recipe(sst_recipe(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
     with pytest.raises(RecipeError) as excinfo:
-        train_recipe(load_recipe(sst_recipe(tmp_path)), log=lambda message: None)
+        check_launch(recipe, SimpleNamespace(world_size=1))
     one_line_error(excinfo, "training.use_cpu", "started 2 processes")
+    check_launch(recipe, SimpleNamespace(world_size=2))  # joined: fine

@@ -81,3 +81,41 @@ def test_transfer_report_needs_two_tasks_and_validation_data(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse rejects the value before anything runs
         main(["transfer-report", str(RECIPES / "demo.yaml"), "--seeds", "1,1"])
     assert "no repeats" in capsys.readouterr().err
+
+
+def test_augmentation_report_compares_each_augmented_task_under_the_same_updates(tmp_path, capsys):
+    out = tmp_path / "augmentation"
+    tasks = ("tasks=[{name: sentiment, type: sequence_classification, data: {generated: sentiment}, "
+             "augment: {ratio: 1.0, methods: [random_swap]}}, "
+             "{name: entities, type: token_classification, data: {generated: entities}, augment: {ratio: 0.5}}, "
+             "{name: rating, type: regression, metric: mse, data: {generated: rating}}]")
+    overrides = [o for o in TINY if not o.startswith("training.max_steps")]
+    overrides += ["training.num_train_epochs=1", tasks]  # 16 training rows per task (TINY), 4 rows per step
+    args = ["augmentation-report", str(RECIPES / "demo.yaml"), "--seeds", "3,4", "--output-dir", str(out)]
+    args += [item for override in overrides for item in ("-o", override)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/8] seed 3: 'sentiment' plain" in printed and "[8/8] seed 4: 'entities' augmented (4 steps)" in printed
+    report = json.loads((out / "augmentation.json").read_text())
+    rows = {row["task"]: row for row in report["rows"]}
+    assert set(rows) == {"sentiment", "entities"}  # `rating` has no augment: entry
+    assert rows["sentiment"]["train_rows"] == {"plain": 16, "augmented": 32}
+    assert rows["entities"]["train_rows"] == {"plain": 16, "augmented": 24}
+    for task, row in rows.items():
+        for seed, plain, augmented in zip((3, 4), row["plain_scores"], row["augmented_scores"]):
+            runs = out / "runs" / f"seed{seed}"
+            plain_run = json.loads((runs / f"{task}_plain" / "metrics.json").read_text())
+            augmented_run = json.loads((runs / f"{task}_augmented" / "metrics.json").read_text())
+            assert plain_run["tasks"][task][row["metric"]] == pytest.approx(plain)
+            assert augmented_run["tasks"][task][row["metric"]] == pytest.approx(augmented)
+            assert plain_run["global_step"] == augmented_run["global_step"] == 4  # same updates, more distinct rows
+        assert row["delta"] == pytest.approx(row["augmented"] - row["plain"])
+    assert "| `sentiment` | accuracy |" in (out / "augmentation.md").read_text()
+    assert (out / "augmentation_deltas.png").stat().st_size > 1000
+
+
+def test_augmentation_report_needs_an_augmented_task(capsys):
+    code = main(["augmentation-report", str(RECIPES / "demo.yaml"), "-o",
+                 "tasks=[{name: a, type: regression, data: {generated: rating}}]"])
+    assert code == 2
+    assert "give at least one task an `augment:` entry" in capsys.readouterr().err
