@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .train import add_recipe_arguments, recipe_overrides
-from .transfer_report import parse_seeds
+from .transfer_report import add_seeds_argument
 
 
 def register(subparsers) -> None:
@@ -20,8 +20,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1],
     )
     add_recipe_arguments(parser)
-    parser.add_argument("--seeds", type=parse_seeds, default=None,
-                        help="Seeds to repeat the comparison with, e.g. 1,2,3 (default: the recipe's training.seed).")
+    add_seeds_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -29,9 +29,13 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1],
     )
     add_recipe_arguments(parser)
+    add_seeds_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=parse_seeds, default=None,
                         help="Seeds to repeat the comparison with, e.g. 1,2,3 (default: the recipe's training.seed).")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

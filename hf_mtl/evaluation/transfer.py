@@ -80,6 +80,25 @@ def steps_for_rows(rows: int, rows_per_step: int) -> int:
     return max(1, math.ceil(rows / rows_per_step))
 
 
+def paired_comparison(
+    baseline: Sequence[float], candidate: Sequence[float], lower_is_better: bool, better: str, worse: str
+) -> tuple[float, float | None, bool, str]:
+    """Per-seed deltas `candidate - baseline` -> (mean delta, their standard deviation or None for one seed, whether
+    the candidate is better given the metric's direction, verdict). The verdict is "within seed spread" when |mean
+    delta| does not exceed the deltas' standard deviation, "no difference" at zero, else `better` or `worse`."""
+    deltas = [c - b for c, b in zip(candidate, baseline)]
+    delta = statistics.fmean(deltas)
+    spread = statistics.stdev(deltas) if len(deltas) > 1 else None
+    is_better = delta < 0 if lower_is_better else delta > 0
+    if spread is not None and abs(delta) <= spread:
+        verdict = "within seed spread"
+    elif delta == 0:
+        verdict = "no difference"
+    else:
+        verdict = better if is_better else worse
+    return delta, spread, is_better, verdict
+
+
 def transfer_table(
     scores: Mapping[int, Mapping[str, Mapping[str, float]]],
     main_metrics: Mapping[str, str],
@@ -93,17 +112,10 @@ def transfer_table(
     for task, metric in main_metrics.items():
         single = [scores[s]["single"][task] for s in seeds]
         multi = [scores[s]["multi"][task] for s in seeds]
-        deltas = [m - s for m, s in zip(multi, single)]
-        delta = statistics.fmean(deltas)
-        spread = statistics.stdev(deltas) if len(seeds) > 1 else None
         lower = metric in LOWER_IS_BETTER
-        better = delta < 0 if lower else delta > 0
-        if spread is not None and abs(delta) <= spread:
-            verdict = "within seed spread"
-        elif delta == 0:
-            verdict = "no difference"
-        else:
-            verdict = "multi-task better" if better else "single-task better (negative transfer)"
+        delta, spread, better, verdict = paired_comparison(
+            single, multi, lower, better="multi-task better", worse="single-task better (negative transfer)"
+        )
         starved = budgets and any(budgets[s][task]["rows"] == 0 for s in seeds)
         if starved:
             verdict = "not comparable: the multi-task run drew no rows of this task (train longer)"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..evaluation.metrics import LOWER_IS_BETTER
+from ..evaluation.transfer import paired_comparison
 from .loader import Recipe
 from .run import train_recipe
 
@@ -91,17 +92,10 @@ def augmentation_table(scores: dict[str, dict[str, list[float]]], metrics: dict[
     rows = []
     for task, runs in scores.items():
         plain, augmented = runs["plain"], runs["augmented"]
-        deltas = [a - p for a, p in zip(augmented, plain)]
-        delta = statistics.fmean(deltas)
-        spread = statistics.stdev(deltas) if len(deltas) > 1 else None
         lower = metrics[task] in LOWER_IS_BETTER
-        better = delta < 0 if lower else delta > 0
-        if spread is not None and abs(delta) <= spread:
-            verdict = "within seed spread"
-        elif delta == 0:
-            verdict = "no difference"
-        else:
-            verdict = "augmentation helps" if better else "augmentation hurts"
+        delta, spread, better, verdict = paired_comparison(
+            plain, augmented, lower, better="augmentation helps", worse="augmentation hurts"
+        )
         rows.append({
             "task": task, "metric": metrics[task], "lower_is_better": lower, "plain": statistics.fmean(plain),
             "augmented": statistics.fmean(augmented), "delta": delta, "delta_std": spread,
