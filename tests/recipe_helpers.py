@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import yaml
+
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -104,3 +106,17 @@ def local_ner_intent_data(folder: Path) -> Path:
         write_jsonl(folder / name / "train.jsonl", rows)
         write_jsonl(folder / name / "validation.jsonl", rows[:4])
     return folder
+
+
+def write_recipe(folder, body):
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False) if isinstance(body, dict) else body, encoding="utf-8")
+    return path
+
+
+def sst_recipe(folder, rows=None, **task):
+    rows = rows or [{"text": "a good film", "label": "positive"}, {"text": "a bad film", "label": "negative"}] * 4
+    train = write_jsonl(folder / "train.jsonl", rows)
+    entry = {"name": "sst2", "type": "sequence_classification", "data": {"train": train.name, "validation": train.name}}
+    entry.update(task)
+    return write_recipe(folder, {"model": {"backbone": "tiny"}, "tasks": [entry], "training": {"output_dir": str(folder / "out")}})

@@ -34,13 +34,16 @@ from hf_mtl import (
     TaskSpec,
     preprocess_task,
 )
+from hf_mtl.cli import main as cli_main
 from hf_mtl.checkpointing import load_multitask_state_file, mark_checkpoint_complete
 from hf_mtl.input_checks import InputError
+from hf_mtl.recipes import RecipeError, load_recipe, load_recipe_data
 from hf_mtl.safe_loading import UnsafeCheckpointError
 from hf_mtl.sampling import MultiTaskBatchSampler, build_task_sampler
 from hf_mtl.synthetic import demo_datasets, demo_tasks
 
 from .conftest import tiny_bert_config
+from .recipe_helpers import sst_recipe
 
 
 TASKS = [
@@ -176,6 +179,47 @@ def _mc_rows(choice_counts: list[int]) -> list[dict]:
     return [{"context": "pick one", "choices": [f"choice {i}" for i in range(n)], "label": 0} for n in choice_counts]
 
 
+
+class CliError(Exception):
+    """A non-zero exit of `hf-mtl`, carrying what it printed on stderr."""
+
+
+def _cli(env: Env, *argv: str) -> None:
+    """Run `hf-mtl ARGV` in-process; a user error must be one `hf-mtl: error:` line (argparse's usage errors: its
+    usage + one line), never a traceback."""
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli_main(list(argv))
+        except SystemExit as exit:  # argparse
+            code = exit.code
+    text = stderr.getvalue()
+    assert "Traceback" not in text, text
+    if code:
+        raise CliError(text.strip().splitlines()[-1])
+
+
+def _saved_with_tokenizer(env: Env) -> Path:
+    path = env.saved("cli-model")
+    env.tokenizer.save_pretrained(path)
+    return path
+
+
+def _recipe(env: Env, name: str, **task) -> Path:
+    folder = env.root / "recipes" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return sst_recipe(folder, **task)
+
+
+def _recipe_with(env: Env, name: str, edit: Callable[[str], str]) -> Path:
+    path = _recipe(env, name)
+    path.write_text(edit(path.read_text()), encoding="utf-8")
+    return path
+
+
 BAD_INPUTS = [
     # ------------------------------------------------------------------ config / task specs
     BadInput("config", "task type that does not exist", lambda e: MultiTaskConfig(tasks=[{"name": "x", "type": "seq_cls"}]),
@@ -304,6 +348,30 @@ BAD_INPUTS = [
              ValueError, r"Sampling temperature must be > 0, got 0"),
     BadInput("sampler", "batch size 0", lambda e: MultiTaskBatchSampler([3, 4], build_task_sampler("uniform", [3, 4]), batch_size=0),
              ValueError, r"Invalid layout: batch_size=0"),
+    # ------------------------------------------------------------------ recipes
+    BadInput("recipe", "unknown key in a recipe section", lambda e: load_recipe(_recipe_with(e, "typo", lambda t: t.replace("output_dir:", "learning_rat: 0.1\n  output_dir:"))),
+             RecipeError, r"recipe\.yaml: training\.learning_rat: .*[Dd]id you mean 'learning_rate'"),
+    BadInput("recipe", "data file that does not exist", lambda e: load_recipe_data(load_recipe(_recipe(e, "nofile"), ["tasks.sst2.data.validation=missing.jsonl"])),
+             RecipeError, r"tasks\.sst2\.data\.validation: .*'missing\.jsonl' not found"),
+    BadInput("recipe", "text column that is not in the file", lambda e: load_recipe_data(load_recipe(_recipe(e, "nocolumn", text_columns=["sentence"]))),
+             RecipeError, r"tasks\.sst2\.text_columns: column 'sentence' is not in train\.jsonl"),
+    BadInput("recipe", "label value outside the recipe's label set", lambda e: load_recipe_data(load_recipe(_recipe(e, "labels", labels=["negative", "neutral"]))),
+             RecipeError, r"tasks\.sst2\.labels: .*'positive' is not in the label set"),
+    BadInput("recipe", "metric that does not suit the task type", lambda e: load_recipe(_recipe(e, "metric", metric="pearson")),
+             RecipeError, r"tasks\.sst2\.metric: .*pearson"),
+    BadInput("recipe", "environment variable that is not set", lambda e: load_recipe(_recipe_with(e, "env", lambda t: t.replace("tiny", "${HF_MTL_UNSET_BACKBONE}"))),
+             RecipeError, r"model\.backbone: .*HF_MTL_UNSET_BACKBONE"),
+    # ------------------------------------------------------------------ command line
+    BadInput("cli", "train a recipe file that does not exist", lambda e: _cli(e, "train", str(e.root / "nope.yaml")),
+             CliError, r"^hf-mtl: error: .*nope\.yaml"),
+    BadInput("cli", "repeated seeds", lambda e: _cli(e, "transfer-report", "demo", "--seeds", "1,1"),
+             CliError, r"--seeds needs at least one seed and no repeats, got '1,1'"),
+    BadInput("cli", "predict with a model folder that does not exist", lambda e: _cli(e, "predict", str(e.root / "no-model"), "some text"),
+             CliError, r"^hf-mtl: error: .*no-model"),
+    BadInput("cli", "predict with a model folder that has no tokenizer", lambda e: _cli(e, "predict", str(e.saved("cli-no-tokenizer")), "some text"),
+             CliError, r"^hf-mtl: error: .*cli-no-tokenizer' holds a model but no tokenizer.*tokenizer\.save_pretrained"),
+    BadInput("cli", "predict for a task the model does not have", lambda e: _cli(e, "predict", str(_saved_with_tokenizer(e)), "--task", "nli", "some text"),
+             CliError, r"^hf-mtl: error: .*'nli'"),
     # ------------------------------------------------------------------ checkpoints and loading
     BadInput("checkpoint", "truncated model.safetensors", lambda e: MultiTaskModel.from_pretrained(_corrupted_checkpoint(e, _truncate)),
              CheckpointError, r"damaged/model\.safetensors is not a readable safetensors file \(.*incomplete metadata"),

@@ -14,23 +14,11 @@ from .recipe_helpers import (
     indexed_recipes,
     local_ner_intent_data,
     ner_intent_substitutes,
+    sst_recipe,
     write_csv,
     write_jsonl,
+    write_recipe,
 )
-
-
-def write_recipe(folder, body):
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False) if isinstance(body, dict) else body, encoding="utf-8")
-    return path
-
-
-def sst_recipe(folder, rows=None, **task):
-    rows = rows or [{"text": "a good film", "label": "positive"}, {"text": "a bad film", "label": "negative"}] * 4
-    train = write_jsonl(folder / "train.jsonl", rows)
-    entry = {"name": "sst2", "type": "sequence_classification", "data": {"train": train.name, "validation": train.name}}
-    entry.update(task)
-    return write_recipe(folder, {"model": {"backbone": "tiny"}, "tasks": [entry], "training": {"output_dir": str(folder / "out")}})
 
 
 def one_line_error(excinfo, *parts):

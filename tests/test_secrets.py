@@ -9,7 +9,9 @@ provokes errors on paths that hold the token. The test then searches for the tok
 tracebacks), every file of the output directory (`training_args.bin`, `trainer_state.json`, cards, checkpoints),
 every file uploaded to the Hub and every request except its `Authorization` header.
 
-Recipes and the CLI (another way to pass a token) are covered when they land: see the report of this branch.
+Recipes and the CLI (a token expanded from `${ENV}` in a recipe, pushed by `hf-mtl train`) are covered by
+`test_hub_push.py::test_trainer_push_to_hub_from_a_recipe_sends_model_tokenizer_and_card`: the same search over stdout,
+stderr, the output folder (card, recipe.yaml, training_args.bin) and everything sent to the Hub.
 """
 
 from __future__ import annotations

@@ -43,6 +43,13 @@ def load_model(model_dir: str):
     model = AutoModel.from_pretrained(path)
     if not isinstance(model, MultiTaskModel):
         raise ValueError(f"{model_dir!r} holds a {type(model).__name__}, not an hf_mtl multi-task model.")
+    tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
+    if not any((path / name).is_file() for name in tokenizer_files):
+        raise FileNotFoundError(
+            f"{model_dir!r} holds a model but no tokenizer (none of {', '.join(tokenizer_files)}). Save the one it was "
+            "trained with next to it: tokenizer.save_pretrained(MODEL_DIR) (`hf-mtl train` and Trainer.save_model with "
+            "processing_class do this)."
+        )
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
