@@ -89,7 +89,9 @@ def test_temperature_anneals_and_the_search_ends_at_search_steps():
     sharing = model.sharing
     sharing.on_step_begin(model, 0, 100)
     assert sharing.temperature == pytest.approx(4.0)
-    sharing.on_step_begin(model, 5, 100)
+    sharing.on_step_begin(model, 9, 100)
+    assert sharing.temperature == pytest.approx(0.25)  # the last search step runs at the final temperature
+    sharing.on_step_begin(model, 4.5, 100)
     assert sharing.temperature == pytest.approx(1.0)  # geometric: halfway between 4 and 0.25
     assert sharing.searching and model.config.sharing_kwargs["policy"] is None
     with torch.no_grad():

@@ -239,8 +239,7 @@ def test_group_argument_is_for_hierarchical_only():
 MINILM_OPTIONS = {
     **SCHEMES,
     "hierarchical": {"num_shared_layers": 4, "groups": [["sst2", "nli"]]},
-    # The search samples skips: start near "execute everything" so 4 steps on the pretrained layers can learn.
-    "adashare": {"initial_execute_probability": 0.9},
+    "adashare": {"initial_execute_probability": 0.95},
 }
 
 

@@ -22,6 +22,10 @@ train with their own learning rate (`policy_lr`, the paper's 0.01) and no weight
 policy are trained jointly on the same batches (the paper alternates them on two halves of the training data) and
 there is no curriculum over the skippable layers.
 
+Start: every layer is executed with probability `initial_execute_probability` (default 0.9: the search starts near
+the pretrained network and skips what it learns to do without; with 0.5 and a short search, random skips plus the
+sparsity term leave tasks skipping almost everything, which `fix_policy` warns about).
+
 Fixed policy: at `search_steps` (or at the end of training when it is `None`) the policy becomes the argmax,
 `execute = p >= 0.5`, and is written to `config.sharing_kwargs["policy"]` (`{task: [1, 0, ...]}`), so it saves and
 loads with `save_pretrained` / `from_pretrained`; training after the search fine-tunes under it. Whenever the model
@@ -74,7 +78,11 @@ class AdaShareOptions:
     sparsity_weight: float = field(default=0.05, metadata={"help": "Weight of the sparsity regulariser (pushes tasks to skip layers)."})
     sharing_weight: float = field(default=0.05, metadata={"help": "Weight of the sharing regulariser (lower layers: same decision across tasks)."})
     policy_lr: float | None = field(default=0.01, metadata={"help": "Learning rate of the policy logits (None: the trainer's)."})
-    initial_execute_probability: float = field(default=0.5, metadata={"help": "P(execute) of every layer at the start, in (0, 1)."})
+    initial_execute_probability: float = field(
+        default=0.9,
+        metadata={"help": "P(execute) of every layer at the start, in (0, 1). 0.9 starts near the pretrained network; "
+                  "0.5 explores more but needs a long search."},
+    )
     policy: dict[str, list[int]] | None = field(
         default=None, metadata={"help": "The fixed policy {task: [1 = execute, 0 = skip per layer]}; written when the search ends."}
     )
@@ -235,6 +243,13 @@ class AdaShareSharing(SharingScheme):
             logits.requires_grad_(False)
         summary = ", ".join(f"{task}: {sum(v)}/{len(v)}" for task, v in policy.items())
         logger.info(f"AdaShare policy fixed (layers executed per task: {summary}).")
+        idle = [task for task, decisions in policy.items() if not any(decisions)]
+        if idle:
+            logger.warning(
+                f"AdaShare: task(s) {idle} skip every layer, so their heads read the embeddings only. The search was "
+                "probably too short for its sparsity pressure: search longer, lower sparsity_weight, or raise "
+                "initial_execute_probability."
+            )
         return policy
 
     def _set_policy(self, model: MultiTaskModel, policy: dict[str, list[int]] | None) -> None:
@@ -266,7 +281,7 @@ class AdaShareSharing(SharingScheme):
         if not self.searching:
             return
         horizon = self.options.search_steps or max_steps
-        fraction = min(step / max(horizon, 1), 1.0)
+        fraction = min(step / max(horizon - 1, 1), 1.0)  # the last step of the search runs at final_temperature
         initial, final = self.options.initial_temperature, self.options.final_temperature
         self.temperature = initial * (final / initial) ** fraction
         if self.options.search_steps is not None and step >= self.options.search_steps:
