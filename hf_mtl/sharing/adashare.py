@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.get_logger(__name__)
 
-POLICY_JSON = "adashare_policy.json"
-POLICY_PNG = "adashare_policy.png"
 
 
 @dataclass
@@ -300,22 +298,10 @@ class AdaShareSharing(SharingScheme):
             self.fix_policy(model)
         if not write:
             return []
-        from .reporting import plot_layer_policy, write_json
+        from .reporting import write_policy_report
 
         names = model.config.task_names
-        probabilities = self.execute_probabilities(names)
-        policy = self.policy(names)
-        json_path = write_json(output_dir, POLICY_JSON, {
-            "method": "AdaShare (Sun et al. 2020): per-task execute/skip decision of every transformer layer, "
-                      "straight-through Gumbel-softmax search, fixed as execute = P(execute) >= 0.5",
-            "tasks": names,
-            "policy": [policy[t] for t in names],
-            "execute_probability": [probabilities[t] for t in names],
-            "layers_executed": {t: sum(policy[t]) for t in names},
-        })
-        png = plot_layer_policy([probabilities[t] for t in names], [policy[t] for t in names], names,
-                                f"{output_dir}/{POLICY_PNG}")
-        return [json_path, png]
+        return write_policy_report(output_dir, names, self.execute_probabilities(names), self.policy(names))
 
     # ------------------------------------------------------------------ forward
 

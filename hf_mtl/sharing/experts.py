@@ -57,8 +57,6 @@ EXPERT_TYPES = {
     "layer": "copies of the top `num_expert_layers` transformer layers",
     "ffn": "residual feed-forward blocks on the encoder's output",
 }
-GATES_JSON = "expert_gates.json"
-GATES_PNG = "expert_gates.png"
 
 
 @dataclass
@@ -395,24 +393,9 @@ class MMoESharing(SharingScheme):
         if not final:
             logger.warning("No gate weights were recorded during training (no training step ran): expert_gates.png not written.")
             return []
-        from .reporting import plot_expert_gates, write_json
+        from .reporting import write_gate_report
 
-        tasks = [task for task in model.config.task_names if task in final]
-        matrix = [final[task] for task in tasks]
-        json_path = write_json(
-            output_dir,
-            GATES_JSON,
-            {
-                "method": f"{self.name}: mean softmax gate weight of each expert over the task's training rows of the "
-                "last logging window",
-                "sharing_kwargs": dict(model.config.sharing_kwargs),
-                "tasks": tasks,
-                "experts": self.expert_names,
-                "gate_weights": matrix,
-            },
-        )
-        png = plot_expert_gates(matrix, tasks, self.expert_names, f"{output_dir}/{GATES_PNG}", self.name)
-        return [json_path, png]
+        return write_gate_report(output_dir, self.name, model.config, final, self.expert_names)
 
 
 @SHARING.register("ple")

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.get_logger(__name__)
 
+GATES_JSON, GATES_PNG = "expert_gates.json", "expert_gates.png"
+POLICY_JSON, POLICY_PNG = "adashare_policy.json", "adashare_policy.png"
+
 
 class SharingCallback(TrainerCallback):
     """Calls the sharing scheme's training hooks (`SharingScheme.on_step_begin` / `on_train_end`); added by
@@ -50,6 +53,38 @@ def write_json(output_dir: str, name: str, content: dict[str, Any]) -> str:
         json.dump(content, handle, indent=2)
     os.replace(path + ".tmp", path)  # a reader never sees half a file
     return path
+
+
+def write_gate_report(output_dir: str, scheme: str, config, gate_weights: dict[str, list[float]], expert_names) -> list[str]:
+    """`expert_gates.json` and `expert_gates.png` from `{task: mean gate weights}` (MMoE / PLE)."""
+    tasks = [task for task in config.task_names if task in gate_weights]
+    matrix = [gate_weights[task] for task in tasks]
+    content = {
+        "method": f"{scheme}: mean softmax gate weight of each expert over the task's training rows of the last "
+        "logging window",
+        "sharing_kwargs": dict(config.sharing_kwargs),
+        "tasks": tasks,
+        "experts": list(expert_names),
+        "gate_weights": matrix,
+    }
+    json_path = write_json(output_dir, GATES_JSON, content)
+    return [json_path, plot_expert_gates(matrix, tasks, expert_names, os.path.join(output_dir, GATES_PNG), scheme)]
+
+
+def write_policy_report(output_dir: str, names, probabilities: dict[str, list[float]], policy: dict[str, list[int]]) -> list[str]:
+    """`adashare_policy.json` and `adashare_policy.png` (AdaShare)."""
+    content = {
+        "method": "AdaShare (Sun et al. 2020): per-task execute/skip decision of every transformer layer, "
+        "straight-through Gumbel-softmax search, fixed as execute = P(execute) >= 0.5",
+        "tasks": list(names),
+        "policy": [policy[t] for t in names],
+        "execute_probability": [probabilities[t] for t in names],
+        "layers_executed": {t: sum(policy[t]) for t in names},
+    }
+    json_path = write_json(output_dir, POLICY_JSON, content)
+    png = plot_layer_policy([probabilities[t] for t in names], [policy[t] for t in names], names,
+                            os.path.join(output_dir, POLICY_PNG))
+    return [json_path, png]
 
 
 def _heatmap(matrix, row_labels, column_labels, path, title, xlabel, cmap, texts=None, colorbar_label=""):
