@@ -374,7 +374,7 @@ def _check_policy(policy: Any, task_names: list[str], num_layers: int | None) ->
     missing = [t for t in task_names if t not in policy]
     if unknown or missing:
         raise TaskError(
-            f"sharing='adashare' `policy` must name every task exactly: "
+            "sharing='adashare' `policy` must name every task exactly: "
             + (f"unknown task(s) {unknown}; " if unknown else "") + (f"missing task(s) {missing}; " if missing else "")
             + f"this model's tasks: {', '.join(task_names) or '(none)'}."
         )
