@@ -267,8 +267,10 @@ class MultiTaskTrainer(Trainer):
     # ------------------------------------------------------------------ optimisation
 
     def create_optimizer(self, model=None):
+        created = self.optimizer is None  # an optimizer passed in by the user keeps its groups as they are
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
-        self._add_sharing_parameter_groups(optimizer)
+        if created:
+            self._add_sharing_parameter_groups(optimizer)
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
         if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
