@@ -87,7 +87,7 @@ def write_policy_report(output_dir: str, names, probabilities: dict[str, list[fl
     return [json_path, png]
 
 
-def _heatmap(matrix, row_labels, column_labels, path, title, xlabel, cmap, texts=None, colorbar_label=""):
+def _heatmap(matrix, row_labels, column_labels, path, title, xlabel, cmap, texts=None, colorbar_label="", vmax=1.0):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,14 +96,14 @@ def _heatmap(matrix, row_labels, column_labels, path, title, xlabel, cmap, texts
     matrix = np.asarray(matrix, dtype=float)
     rows, columns = matrix.shape
     fig, ax = plt.subplots(figsize=(0.9 * columns + 3.0, 0.55 * rows + 2.0))
-    image = ax.imshow(matrix, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(matrix, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(columns), labels=column_labels, rotation=45 if columns > 6 else 0, ha="right" if columns > 6 else "center")
     ax.set_yticks(range(rows), labels=row_labels)
     ax.set_xlabel(xlabel)
     for i in range(rows):
         for j in range(columns):
             text = texts[i][j] if texts is not None else f"{matrix[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if matrix[i, j] > 0.6 else "black")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if matrix[i, j] > 0.6 * vmax else "black")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=colorbar_label)
     fig.tight_layout()
@@ -114,11 +114,14 @@ def _heatmap(matrix, row_labels, column_labels, path, title, xlabel, cmap, texts
 
 
 def plot_expert_gates(matrix, task_names: Sequence[str], expert_names: Sequence[str], path: str, scheme: str = "mmoe") -> str:
-    """Heat-map of the mean gate weight each task gives each expert (rows sum to 1)."""
+    """Heat-map of the mean gate weight each task gives each expert (rows sum to 1). The colour scale runs from 0 to
+    the largest weight, so preferences show even when gates are close to uniform; cells print the values."""
     title = f"Expert gate weights per task ({scheme.upper()})"
     if any(name.startswith("task_") for name in expert_names):
         title += "\ntask_<j>: the row's own task-specific experts"
-    return _heatmap(matrix, task_names, expert_names, path, title, "expert", "Blues", colorbar_label="mean gate weight")
+    vmax = float(np.max(matrix)) if np.size(matrix) else 1.0
+    return _heatmap(matrix, task_names, expert_names, path, title, "expert", "Blues", colorbar_label="mean gate weight",
+                    vmax=max(vmax, 1e-6))
 
 
 def plot_layer_policy(probabilities, policy, task_names: Sequence[str], path: str) -> str:
