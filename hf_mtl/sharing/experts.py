@@ -7,7 +7,9 @@ that mixes the experts' outputs for its rows. PLE (`sharing="ple"`) adds `num_ta
 only that task's gate sees, so task-specific knowledge does not have to squeeze through the shared experts (the
 "seesaw" effect the paper describes). Which experts each task leans on is learned, and shown: the mean gate weights
 are logged during training (`gates/<task>/expert_<i>`, i < num_experts the shared experts, then the task's own) and
-drawn at the end as a task x expert heat-map, `expert_gates.png` (+ `expert_gates.json`) in `output_dir`.
+drawn at the end as a task x expert heat-map, `expert_gates.png` (+ `expert_gates.json`) in `output_dir`. Under
+several processes each process counts its own rows; the main process logs and draws its own (the gates' weights
+themselves are synchronised like every parameter).
 
 Experts (`expert_type`):
 
