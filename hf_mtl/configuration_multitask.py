@@ -43,6 +43,10 @@ class MultiTaskConfig(PreTrainedConfig):
               (Liu, Qiu & Huang 2017); enables the trainer's `orthogonality_weight`.
             - `"hierarchical"`: embeddings and the lowest `num_shared_layers` layers shared, the layers above
               copied per task group.
+            - `"mmoe"` / `"ple"`: softmax-gated experts above the shared lower layers, one gate per task (Ma et al.
+              2018; PLE/CGC, Tang et al. 2020, adds experts per task); gate weights are logged and drawn.
+            - `"adashare"`: each task learns which layers to execute or skip (Gumbel-softmax, Sun et al. 2020);
+              the fixed policy is stored in `sharing_kwargs["policy"]`.
         sharing_kwargs (`dict`, *optional*):
             Options of the scheme, validated when the config is built and saved with every default filled in:
 
@@ -53,6 +57,12 @@ class MultiTaskConfig(PreTrainedConfig):
             - `hierarchical`: `num_shared_layers` (required, 0..num_hidden_layers-1), `groups`
               (`{name: [tasks]}` or `[[tasks], ...]`, e.g. from `hf_mtl.affinity.suggest_groups`; tasks in no
               group get their own copy).
+            - `mmoe`: `num_experts` (3), `expert_type` (`"layer"`: copies of the top `num_expert_layers` (1)
+              layers; `"ffn"`: feed-forward experts of width `ffn_hidden_size` on the encoder output); `ple`: the
+              same plus `num_task_experts` (1).
+            - `adashare`: `initial_temperature` (5.0), `final_temperature` (0.5), `search_steps` (None = the
+              whole run), `sparsity_weight` (0.05), `sharing_weight` (0.05), `policy_lr` (0.01),
+              `initial_execute_probability` (0.9), `policy` (written when the search ends).
 
     Example:
 

@@ -45,6 +45,7 @@ from .input_checks import check_tokenizer_fits_model
 from .modeling_multitask import MultiTaskModel
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .sampling import MultiTaskBatchSampler, build_task_sampler
+from .sharing.reporting import SharingCallback
 from .task_gradients import accumulate_task_gradients
 from .tracking import TaskLossTracker
 from .training_args import MultiTaskTrainingArguments
@@ -128,7 +129,10 @@ class MultiTaskTrainer(Trainer):
             if processing_class is None:
                 raise ValueError("Pass `processing_class` (the tokenizer): batches are padded with it.")
             data_collator = MultiTaskCollator(processing_class, list(self.task_specs.values()))
-        self.loss_tracker = TaskLossTracker(self.task_names)
+        # The sharing scheme's own auxiliary losses (e.g. AdaShare's regularisers) are logged as `loss_<name>` too.
+        self.loss_tracker = TaskLossTracker(
+            self.task_names, ("adversarial", "orthogonality", *model.sharing.auxiliary_loss_weights())
+        )
         self.last_eval_metrics: dict[str, dict[str, float]] = {}
         # Extra `build_model_card` arguments (datasets, recipe, transfer_table) for the card written on every save.
         self.model_card_kwargs: dict[str, Any] = {}
@@ -144,6 +148,7 @@ class MultiTaskTrainer(Trainer):
             **kwargs,
         )
         self.add_callback(MultiTaskCallback(self))
+        self.add_callback(SharingCallback(self))
         if args.task_affinity_steps > 0:
             self.add_callback(TaskAffinityCallback(self))
 
@@ -262,15 +267,34 @@ class MultiTaskTrainer(Trainer):
     # ------------------------------------------------------------------ optimisation
 
     def create_optimizer(self, model=None):
+        created = self.optimizer is None  # an optimizer passed in by the user keeps its groups as they are
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        if created:
+            self._add_sharing_parameter_groups(optimizer)
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
         if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
             optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
         return optimizer
 
+    def _add_sharing_parameter_groups(self, optimizer) -> None:
+        """Parameters the sharing scheme trains with their own learning rate / without weight decay (AdaShare's policy
+        logits) leave Trainer's default groups for a group of their own."""
+        groups = self.model.sharing.optimizer_parameter_groups(self.model)
+        if not groups or any(group.get("hf_mtl_sharing") for group in optimizer.param_groups):
+            return
+        moved = {id(p) for group in groups for p in group["params"]}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in moved]
+        for group in groups:
+            lr = group.get("lr") if group.get("lr") is not None else self.args.learning_rate
+            optimizer.add_param_group({**group, "lr": lr, "hf_mtl_sharing": True})
+
     def _auxiliary_loss(self, auxiliary_losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         terms = []
+        for name, weight in self.model.sharing.auxiliary_loss_weights().items():
+            if name in auxiliary_losses and weight > 0:
+                terms.append(weight * auxiliary_losses[name])
         if "adversarial" in auxiliary_losses and self.args.adversarial_weight > 0:
             terms.append(self.args.adversarial_weight * auxiliary_losses["adversarial"])
         if "orthogonality" in auxiliary_losses and self.args.orthogonality_weight > 0:
@@ -357,6 +381,7 @@ class MultiTaskTrainer(Trainer):
                 logs["adversarial_coefficient"] = self.model.discriminator.coefficient
             if self.loss_tracker.skipped_steps:
                 logs["skipped_steps"] = self.loss_tracker.skipped_steps
+            logs.update(self.model.sharing.training_logs())  # e.g. MMoE gate weights, AdaShare policy
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

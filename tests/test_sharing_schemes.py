@@ -21,6 +21,9 @@ SCHEMES = {
     "lora": {"r": 4, "lora_alpha": 8},
     "shared_private": {"private_hidden_size": 16, "private_heads": 2},
     "hierarchical": {"num_shared_layers": 1, "groups": {"pair": ["sst2", "nli"]}},
+    "mmoe": {"num_experts": 2, "expert_type": "layer", "num_expert_layers": 1},
+    "ple": {"num_experts": 2, "num_task_experts": 1, "num_expert_layers": 2},
+    "adashare": {"initial_temperature": 2.0},
 }
 MIXABLE = [task for task in ALL_TASKS if task["type"] != "multiple_choice"]
 
@@ -37,6 +40,8 @@ def build(scheme, tasks=ALL_TASKS, dropout=0.1, **overrides):
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.2)
+            if "policy_logits" in name:  # AdaShare starts executing every layer: make tasks skip different ones
+                p.normal_(0, 2.0)
     return model.eval()
 
 
@@ -231,7 +236,11 @@ def test_group_argument_is_for_hierarchical_only():
         build("lora", MIXABLE).add_task({"name": "x", "type": "regression"}, init_from="ghost")
 
 
-MINILM_OPTIONS = {**SCHEMES, "hierarchical": {"num_shared_layers": 4, "groups": [["sst2", "nli"]]}}
+MINILM_OPTIONS = {
+    **SCHEMES,
+    "hierarchical": {"num_shared_layers": 4, "groups": [["sst2", "nli"]]},
+    "adashare": {"initial_execute_probability": 0.95},
+}
 
 
 @pytest.mark.slow

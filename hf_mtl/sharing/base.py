@@ -192,6 +192,31 @@ class SharingScheme(nn.Module):
     def remove_task(self, model: MultiTaskModel, name: str) -> None:
         """Drop the task's units (the task is already gone from `model.config.tasks`)."""
 
+    # ------------------------------------------------------------------ training (learned sharing)
+    # Schemes that learn how to share (gates, layer policies) hook into training through these; the trainer calls
+    # them (see `hf_mtl.sharing.training.SharingCallback`). The defaults do nothing.
+
+    def auxiliary_loss_weights(self) -> dict[str, float]:
+        """`{name: weight}` of the scheme's own `auxiliary_losses` that the trainer adds to the loss with that weight."""
+        return {}
+
+    def optimizer_parameter_groups(self, model: MultiTaskModel) -> list[dict[str, Any]]:
+        """Optimizer groups (`{"params", "lr", "weight_decay"}`) for parameters that need their own learning rate or
+        no weight decay (e.g. AdaShare's policy logits); the trainer takes them out of its default groups."""
+        return []
+
+    def on_step_begin(self, model: MultiTaskModel, step: int, max_steps: int) -> None:
+        """Before optimizer step `step` (0-based) of `max_steps`: anneal temperatures, end a search phase."""
+
+    def training_logs(self) -> dict[str, float]:
+        """Values to add to the trainer's training logs (e.g. mean gate weights since the previous log)."""
+        return {}
+
+    def on_train_end(self, model: MultiTaskModel, output_dir: str, write: bool) -> list[str]:
+        """At the end of training on every process (`write` on the one that saves): fix what was learned, write
+        plots into `output_dir`. Returns the paths written."""
+        return []
+
     # ------------------------------------------------------------------ forward
 
     def encode(self, model: MultiTaskModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
