@@ -148,6 +148,24 @@ def test_adapters_rule_trains_only_the_tasks_lora_adapter_and_head(tmp_path, tok
     assert lora_pattern("animal") == r"\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\.animal(\.|$)"
 
 
+
+def test_learn_new_task_on_a_lora_model_trains_only_the_new_adapter_and_head(tmp_path, tokenizer, data):
+    """The real path: a model with sharing='lora' gets the new task's adapter from `add_task`, and `adapters`
+    trains that adapter and the new head only; the old task's outputs stay exactly as they were."""
+    torch.manual_seed(0)
+    encoder = tiny_bert_config(vocab_size=30522, num_hidden_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=[OLD], sharing="lora",
+                                           sharing_kwargs={"r": 2, "lora_alpha": 4, "lora_dropout": 0.0}))
+    before = snapshot(model)
+    result = learn_new_task(model, NEW, {"animal": data["new_train"]}, training_args(tmp_path, 3, 1e-2), tokenizer,
+                            eval_dataset={"warmth": data["old_eval"]}, freeze="adapters")
+    trainable = result.freeze_report.trainable
+    assert trainable and all(".lora_A.animal." in n or ".lora_B.animal." in n or n.startswith("heads.animal.") for n in trainable)
+    after = snapshot(result.model)
+    changed = {n for n in after if n not in before or not torch.equal(after[n], before[n])}
+    assert any(".lora_B.animal." in n for n in changed) and changed <= set(trainable)
+    assert result.report.deltas()["warmth"] == 0.0
+
 @pytest.mark.parametrize(
     "rules, message",
     [
