@@ -361,6 +361,9 @@ BAD_INPUTS = [
              RecipeError, r"tasks\.sst2\.metric: .*pearson"),
     BadInput("recipe", "environment variable that is not set", lambda e: load_recipe(_recipe_with(e, "env", lambda t: t.replace("tiny", "${HF_MTL_UNSET_BACKBONE}"))),
              RecipeError, r"model\.backbone: .*HF_MTL_UNSET_BACKBONE"),
+    BadInput("recipe", "shared layers beyond the backbone's depth (checked on the real backbone)",
+             lambda e: _cli(e, "train", str(_recipe(e, "depth")), "-o", "model.sharing=hierarchical", "-o", "model.sharing_kwargs={num_shared_layers: 4}"),
+             CliError, r"^hf-mtl: error: .*recipe\.yaml: model: num_shared_layers=4 leaves no task-specific layer: the backbone has 2 layers"),
     # ------------------------------------------------------------------ command line
     BadInput("cli", "train a recipe file that does not exist", lambda e: _cli(e, "train", str(e.root / "nope.yaml")),
              CliError, r"^hf-mtl: error: .*nope\.yaml"),

@@ -251,8 +251,11 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise RecipeError(source, "tasks", f"duplicate task name(s) {duplicates}; each task needs its own name.")
-    try:  # the config fields' values, with placeholder labels (the real ones may come from the data)
-        MultiTaskConfig(encoder=BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8),
+    # The config fields' values, with placeholder labels (the real ones may come from the data) and a placeholder
+    # encoder deep enough for any depth-dependent option (e.g. num_shared_layers): those are checked against the real
+    # backbone when the model is built.
+    try:
+        MultiTaskConfig(encoder=BertConfig(hidden_size=8, num_hidden_layers=1024, num_attention_heads=1, intermediate_size=8),
                         tasks=[task.placeholder_spec() for task in tasks], **config_kwargs)
     except (ValueError, TypeError) as error:
         raise RecipeError(source, "model", str(error)) from None

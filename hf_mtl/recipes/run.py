@@ -51,13 +51,15 @@ def build_model(recipe: Recipe, specs: list) -> tuple[MultiTaskModel, Any]:
     args = recipe.model_args
     backbone = resolve_backbone(args.backbone)
     tokenizer_name = args.tokenizer or (minilm_path() if backbone == TINY else backbone)
-    if backbone == TINY:
-        model = MultiTaskModel(MultiTaskConfig(encoder=tiny_encoder_config(), tasks=specs, **recipe.config_kwargs))
-    else:
-        try:
+    try:
+        if backbone == TINY:
+            model = MultiTaskModel(MultiTaskConfig(encoder=tiny_encoder_config(), tasks=specs, **recipe.config_kwargs))
+        else:
             model = MultiTaskModel.from_backbone(backbone, specs, config_kwargs=recipe.config_kwargs, revision=args.revision)
-        except OSError as error:
-            raise recipe.error("model.backbone", f"could not load backbone {args.backbone!r}: {error}") from None
+    except OSError as error:
+        raise recipe.error("model.backbone", f"could not load backbone {args.backbone!r}: {error}") from None
+    except ValueError as error:  # options that only the real backbone can check (e.g. a depth beyond its layers)
+        raise recipe.error("model", f"{error}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, revision=args.revision if not args.tokenizer else None)
     except OSError as error:
