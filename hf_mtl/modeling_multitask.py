@@ -137,6 +137,16 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     # ------------------------------------------------------------------ building
 
+    def fresh_head(self, spec: TaskSpec) -> TaskHead:
+        """A newly initialised head for `spec`, on the encoder's device and dtype and in the model's train/eval mode:
+        what a head added after construction needs (`add_task`, few-shot and meta-learning episodes)."""
+        head = self._build_head(spec)
+        head.apply(self._init_weights)
+        reference = next(self.encoder.parameters())
+        head.to(device=reference.device, dtype=reference.dtype)
+        head.train(self.training)
+        return head
+
     def _build_head(self, spec: TaskSpec) -> TaskHead:
         head_class = HEADS.get(spec.type)
         return head_class(
@@ -304,12 +314,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if init_from is not None:
             self.config.task_index(init_from)
         self.sharing.add_task(self, spec, init_from, group)
-        head = self._build_head(spec)
-        head.apply(self._init_weights)
-        reference = next(self.encoder.parameters())
-        head.to(device=reference.device, dtype=reference.dtype)
-        head.train(self.training)
-        self.heads[spec.name] = head
+        head = self.heads[spec.name] = self.fresh_head(spec)
         self.config.tasks = self.config.tasks + [spec.to_dict()]
         self._resize_discriminator(list(range(len(self.config.tasks) - 1)) + [None])
         return head

@@ -38,11 +38,7 @@ def episode_head(model: MultiTaskModel, spec: TaskSpec, fresh: bool) -> Iterator
     if not fresh:
         yield original
         return
-    head = model._build_head(spec)
-    head.apply(model._init_weights)
-    reference = next(model.encoder.parameters())
-    head.to(device=reference.device, dtype=reference.dtype)
-    head.train(model.training)
+    head = model.fresh_head(spec)
     model.heads[spec.name] = head
     try:
         yield head
