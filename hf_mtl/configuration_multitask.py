@@ -11,6 +11,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .errors import TaskError
 from .heads import POOLING_CHOICES
 from .sharing import SHARING
+from .task_embedding import TASK_EMBEDDING_CHOICES
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -27,7 +28,12 @@ class MultiTaskConfig(PreTrainedConfig):
             The tasks, in order: the index of a task in this list is its id in `task_ids`. Each entry has a
             `name`, a `type` and, for classification types, its `labels` (see [`TaskSpec`]).
         pooling (`str`, *optional*, defaults to `"mean"`):
-            How sentence-level heads pool token states: `"mean"` (over non-padding tokens) or `"cls"`.
+            How sentence-level heads pool token states: `"cls"` (the first token), `"mean"` (over non-padding
+            tokens) or `"attention"` (a learned softmax over tokens, one scorer per head). A task's own `pooling`
+            (see [`TaskSpec`]) overrides it.
+        task_embedding (`str`, *optional*, defaults to `"none"`):
+            Task conditioning of the shared encoder: `"cls"` adds a learned vector per task (zero at the start) to
+            the input embedding of the first token, so the encoder knows each row's task (as tasknet does).
         classifier_dropout (`float`, *optional*):
             Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
         adversarial (`bool`, *optional*, defaults to `False`):
@@ -88,6 +94,7 @@ class MultiTaskConfig(PreTrainedConfig):
     encoder: dict | PreTrainedConfig | None = None
     tasks: list = field(default_factory=list)
     pooling: str = "mean"
+    task_embedding: str = "none"
     classifier_dropout: float | None = None
     adversarial: bool = False
     sharing: str = "hard"
@@ -102,6 +109,10 @@ class MultiTaskConfig(PreTrainedConfig):
         self.tasks = [spec.to_dict() for spec in specs]
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(f"Unknown pooling {self.pooling!r}. Choose one of: {', '.join(POOLING_CHOICES)}.")
+        if self.task_embedding not in TASK_EMBEDDING_CHOICES:
+            raise ValueError(
+                f"Unknown task_embedding {self.task_embedding!r}. Choose one of: {', '.join(TASK_EMBEDDING_CHOICES)}."
+            )
         if self.sharing not in SHARING:
             raise ValueError(SHARING.unknown_message(self.sharing))
         if self.sharing_kwargs is not None and not isinstance(self.sharing_kwargs, dict):

@@ -18,6 +18,7 @@ from .heads import HEADS, TaskHead, pool
 from .input_checks import check_model_inputs
 from .safe_loading import safe_weights_loading
 from .sharing import SHARING, EncodedBatch, SharingScheme
+from .task_embedding import TaskEmbedding
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -97,6 +98,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+        elif isinstance(module, TaskEmbedding):  # zero: the untrained model computes what the backbone computes
+            nn.init.zeros_(module.weight)
 
 
 class MultiTaskModel(MultiTaskPreTrainedModel):
@@ -132,6 +135,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.sharing.setup(self)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
         self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
+        self.task_embedding = (
+            TaskEmbedding(len(config.tasks), config.encoder.hidden_size) if config.task_embedding == "cls" else None
+        )
         self.post_init()
         self.sharing.after_init(self)
 
@@ -153,14 +159,20 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             spec,
             hidden_size=self.sharing.head_hidden_size(self.config),
             dropout=self.config.get_head_dropout(),
-            pooling=self.config.pooling,
+            pooling=spec.pooling or self.config.pooling,
         )
 
     def _build_discriminator(self, num_tasks: int) -> TaskDiscriminator:
         return TaskDiscriminator(self.config.encoder.hidden_size, max(num_tasks, 1), self.config.get_head_dropout())
 
-    def _resize_discriminator(self, keep_rows: list[int]) -> None:
-        """Keep the discriminator's output rows of the surviving tasks (in their new order); new tasks start fresh."""
+    def _resize_task_rows(self, keep_rows: list[int | None]) -> None:
+        """Per-task rows (discriminator outputs, task embeddings) of the surviving tasks, in their new order; new
+        tasks (`None`) start fresh."""
+        if self.task_embedding is not None:
+            self.task_embedding.resize(keep_rows)
+        self._resize_discriminator(keep_rows)
+
+    def _resize_discriminator(self, keep_rows: list[int | None]) -> None:
         if self.discriminator is None:
             return
         old = self.discriminator.classifier
@@ -316,7 +328,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.sharing.add_task(self, spec, init_from, group)
         head = self.heads[spec.name] = self.fresh_head(spec)
         self.config.tasks = self.config.tasks + [spec.to_dict()]
-        self._resize_discriminator(list(range(len(self.config.tasks) - 1)) + [None])
+        self._resize_task_rows(list(range(len(self.config.tasks) - 1)) + [None])
         return head
 
     def remove_task(self, name: str) -> None:
@@ -325,7 +337,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         del self.heads[name]
         self.config.tasks = self.config.tasks[:index] + self.config.tasks[index + 1 :]
         self.sharing.remove_task(self, name)
-        self._resize_discriminator([i for i in range(len(self.config.tasks) + 1) if i != index])
+        self._resize_task_rows([i for i in range(len(self.config.tasks) + 1) if i != index])
 
     # ------------------------------------------------------------------ forward
 
@@ -391,6 +403,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         else:
             encoder_task_ids = task_ids
         encoder_inputs = {key: value for key, value in encoder_inputs.items() if value is not None}
+        if self.task_embedding is not None:
+            encoder_inputs = self.task_embedding.condition(self.encoder.get_input_embeddings(), encoder_inputs, encoder_task_ids)
         if output_hidden_states:
             encoder_inputs["output_hidden_states"] = True
         if output_attentions:
@@ -401,7 +415,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         mask = encoder_inputs.get("attention_mask")
         auxiliary_losses = dict(encoded.auxiliary_losses or {})
         if self.discriminator is not None and self.training:
-            pooled = pool(encoded.shared_hidden_states, mask, self.config.pooling)
+            pooled = pool(encoded.shared_hidden_states, mask, self.config.pooling)  # attention pools as mean here
             auxiliary_losses["adversarial"] = self.discriminator.loss(pooled, encoder_task_ids)
 
         task_logits, task_indices, task_losses = {}, {}, {}

@@ -39,6 +39,9 @@ class TaskSpec:
         metric (`str`, *optional*):
             Main metric of the task (e.g. `"accuracy"`, `"f1"`, `"mcc"`, `"pearson"`, `"seqeval_f1"`);
             `None` picks the type's default.
+        pooling (`str`, *optional*):
+            How this task's head pools token states (`"cls"`, `"mean"`, `"attention"`); `None` follows
+            `MultiTaskConfig.pooling`. Token-level heads do not pool.
     """
 
     name: str
@@ -47,6 +50,7 @@ class TaskSpec:
     text_columns: list[str] | None = None
     label_column: str | None = None
     metric: str | None = None
+    pooling: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -68,7 +72,13 @@ class TaskSpec:
             if isinstance(self.text_columns, str):
                 self.text_columns = [self.text_columns]
             self.text_columns = list(self.text_columns)
-        from .heads import HEADS  # heads import this module, so the registry is looked up lazily
+        from .heads import HEADS, POOLING_CHOICES  # heads import this module, so the registry is looked up lazily
+
+        if self.pooling is not None and self.pooling not in POOLING_CHOICES:
+            raise TaskError(
+                f"Task {self.name!r}: unknown pooling {self.pooling!r}. Choose one of: {', '.join(POOLING_CHOICES)} "
+                "(or leave it unset to follow the model's `pooling`)."
+            )
 
         if self.type not in HEADS:
             raise TaskError(f"Task {self.name!r}: {HEADS.unknown_message(self.type)}")

@@ -59,6 +59,17 @@ TRAINER_STATE_FILE = "hf_mtl_trainer_state.safetensors"
 __all__ = ["MultiTaskTrainer", "NonFiniteLossError", "TRAINER_STATE_FILE"]
 
 
+def task_loss_scales(specs, loss_scaling: str) -> dict[str, float]:
+    """Per-task loss factors of `loss_scaling`: `log_num_labels` divides each classification loss by log(n) for n
+    labels (MUPPET, Aghajanyan et al. 2021: a uniform guess then scores 1 whatever n is); regression keeps 1."""
+    if loss_scaling == "none":
+        return {}
+    return {
+        spec.name: 1.0 / math.log(spec.num_labels) if spec.type != "regression" and spec.num_labels >= 2 else 1.0
+        for spec in specs
+    }
+
+
 class MultiTaskTrainer(Trainer):
     r"""
     Trains a [`MultiTaskModel`] on several tasks at once.
@@ -108,6 +119,7 @@ class MultiTaskTrainer(Trainer):
         self.extra_metrics = dict(compute_metrics or {})
 
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
+        self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
         self.max_seq_length = check_tokenizer_fits_model(processing_class, model, args.max_seq_length)
         self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
@@ -271,6 +283,7 @@ class MultiTaskTrainer(Trainer):
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
         if created:
             self._add_sharing_parameter_groups(optimizer)
+            self._add_head_parameter_groups(optimizer)
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
         if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
@@ -289,6 +302,28 @@ class MultiTaskTrainer(Trainer):
         for group in groups:
             lr = group.get("lr") if group.get("lr") is not None else self.args.learning_rate
             optimizer.add_param_group({**group, "lr": lr, "hf_mtl_sharing": True})
+
+    def _add_head_parameter_groups(self, optimizer) -> None:
+        """`head_lr_multiplier`: the heads' and task embeddings' parameters leave Trainer's groups for copies of them
+        (same weight decay) whose learning rate is multiplied; the scheduler scales every group alike."""
+        multiplier = self.args.head_lr_multiplier
+        if multiplier == 1.0 or any(group.get("hf_mtl_heads") for group in optimizer.param_groups):
+            return
+        head_ids = {id(p) for name, p in self.model.named_parameters() if name.startswith(("heads.", "task_embedding."))}
+        for group in list(optimizer.param_groups):
+            if group.get("hf_mtl_weighting") or group.get("hf_mtl_sharing"):
+                continue
+            heads = [p for p in group["params"] if id(p) in head_ids]
+            if heads:
+                group["params"] = [p for p in group["params"] if id(p) not in head_ids]
+                options = {key: value for key, value in group.items() if key != "params"}
+                optimizer.add_param_group({**options, "params": heads, "lr": group["lr"] * multiplier, "hf_mtl_heads": True})
+
+    def _scaled(self, task_losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Task losses with `loss_scaling` applied (what the weighting combines; the logs keep the raw losses)."""
+        if not self.loss_scales:
+            return task_losses
+        return {name: loss * self.loss_scales.get(name, 1.0) for name, loss in task_losses.items()}
 
     def _auxiliary_loss(self, auxiliary_losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         terms = []
@@ -318,7 +353,7 @@ class MultiTaskTrainer(Trainer):
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         task_losses, auxiliary_losses = self._finite_losses(outputs)
         if task_losses:
-            loss = self.weighting.combine(task_losses)
+            loss = self.weighting.combine(self._scaled(task_losses))
         else:  # every task of the micro-batch is non-finite: contribute nothing (the step is skipped anyway)
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
         auxiliary = self._auxiliary_loss(auxiliary_losses)
@@ -347,7 +382,7 @@ class MultiTaskTrainer(Trainer):
             scale *= float(self.accelerator.scaler.get_scale())
         rows = {name: int(indices.numel()) for name, indices in outputs.task_indices.items()}
         losses = accumulate_task_gradients(
-            task_losses, self._auxiliary_loss(auxiliary_losses), shared, specific, self.weighting, self.task_names, scale, rows
+            self._scaled(task_losses), self._auxiliary_loss(auxiliary_losses), shared, specific, self.weighting, self.task_names, scale, rows
         )
         self.loss_tracker.add(losses, auxiliary_losses)
         weights = self.weighting.weights()

@@ -23,6 +23,7 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or torch.backends.mps.is_available()
 
 NON_FINITE_CHOICES = ("error", "skip")
+LOSS_SCALING_CHOICES = ("none", "log_num_labels")
 
 
 # `repr=False`: keep TrainingArguments' `__repr__`, which masks `*_token` fields (a generated one would print them).
@@ -60,6 +61,20 @@ class MultiTaskTrainingArguments(TrainingArguments):
     weighting_lr: float | None = field(
         default=None,
         metadata={"help": "Learning rate of learnable task weights (defaults to the strategy's own default)."},
+    )
+    head_lr_multiplier: float = field(
+        default=1.0,
+        metadata={
+            "help": "Learning rate of the task heads (and task embeddings) = learning_rate x this. Heads start random "
+            "under a pretrained encoder; a larger rate lets them catch up within a short budget."
+        },
+    )
+    loss_scaling: str = field(
+        default="none",
+        metadata={
+            "help": "Scale each task's loss before weighting: none, or log_num_labels (divide a classification "
+            "loss by log(number of labels), MUPPET, Aghajanyan et al. 2021, so many-label heads do not dominate)."
+        },
     )
     max_seq_length: int = field(
         default=128, metadata={"help": "Texts are truncated to this many tokens when the trainer tokenises raw data."}
@@ -158,6 +173,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"Unknown adversarial_schedule {self.adversarial_schedule!r}. Choose one of: {', '.join(ADVERSARIAL_SCHEDULES)}."
             )
+        if self.loss_scaling not in LOSS_SCALING_CHOICES:
+            raise ValueError(f"Unknown loss_scaling {self.loss_scaling!r}. Choose one of: {', '.join(LOSS_SCALING_CHOICES)}.")
+        if not self.head_lr_multiplier > 0:
+            raise ValueError(f"`head_lr_multiplier` must be > 0 (1.0 = the encoder's learning rate), got {self.head_lr_multiplier}.")
         if self.non_finite_loss not in NON_FINITE_CHOICES:
             raise ValueError(f"Unknown non_finite_loss {self.non_finite_loss!r}. Choose one of: {', '.join(NON_FINITE_CHOICES)}.")
         for name in ("adversarial_weight", "orthogonality_weight"):

@@ -98,11 +98,13 @@ def ner_intent_substitutes(folder: Path) -> list[str]:
 
 
 def local_ner_intent_data(folder: Path) -> Path:
-    """The $HF_MTL_DATA layout the *_local.yaml recipes read (ATIS-, CoNLL- and SST-2-shaped JSON lines)."""
+    """The $HF_MTL_DATA layout the *_local.yaml recipes read (ATIS-, CoNLL-, SST-2- and STS-B-shaped JSON lines)."""
     atis = [{"tokens": text.split(), "tags": slots.split(), "intent": intent} for intent, text, slots in ATIS_ROWS * 3]
     conll = [{"tokens": ["Bob", "lives", "in", "Oslo"], "tags": ["B-PER", "O", "O", "B-LOC"]}] * 8
     sst2 = [{"text": "a gripping film", "label": "positive"}, {"text": "a dull mess", "label": "negative"}] * 4
-    for name, rows in (("atis", atis), ("conll2003", conll), ("sst2", sst2)):
+    stsb = [{"text": "a man plays a guitar", "text_pair": "a man plays music", "label": 3.8},
+            {"text": "a cat sleeps", "text_pair": "stock prices fell", "label": 0.2}] * 4
+    for name, rows in (("atis", atis), ("conll2003", conll), ("sst2", sst2), ("stsb", stsb)):
         write_jsonl(folder / name / "train.jsonl", rows)
         write_jsonl(folder / name / "validation.jsonl", rows[:4])
     return folder

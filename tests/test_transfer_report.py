@@ -38,6 +38,11 @@ def test_table_verdicts_follow_the_metric_direction_and_the_spread():
     assert single_seed[0]["delta_std"] is None and single_seed[2]["verdict"] == "multi-task better"
 
 
+def _run_dir(out, seed, label):
+    (found,) = (out / "runs" / f"seed{seed}").glob(f"{label}-*")
+    return found
+
+
 def test_transfer_report_end_to_end(tmp_path, capsys):
     out = tmp_path / "report"
     tasks = ("tasks=[{name: sentiment, type: sequence_classification, data: {generated: sentiment}}, "
@@ -49,15 +54,17 @@ def test_transfer_report_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "[1/4] seed 5: multi-task run" in printed and "[4/4] seed 5: single-task run on 'topics'" in printed
+    assert "about " in printed and " left" in printed  # progress with the estimated time
 
     report = json.loads((out / "transfer.json").read_text())
     assert report["budget"] == BUDGET_DEFINITION and report["seeds"] == [5]
     rows = {row["task"]: row for row in report["tasks"]}
     assert set(rows) == {"sentiment", "rating", "topics"}
-    multi = json.loads((out / "multi_task" / "metrics.json").read_text())
+    multi_dir = _run_dir(out, 5, "multi_task")
+    multi = json.loads((multi_dir / "metrics.json").read_text())
     history = multi["global_step"]
     for task, row in rows.items():
-        single = json.loads((out / "runs" / "seed5" / f"single_{task}" / "metrics.json").read_text())
+        single = json.loads((_run_dir(out, 5, f"single_{task}") / "metrics.json").read_text())
         assert row["single"] == pytest.approx(single["tasks"][task][row["metric"]])
         assert row["multi"] == pytest.approx(multi["tasks"][task][row["metric"]])
         assert row["delta"] == pytest.approx(row["multi"] - row["single"])
@@ -68,10 +75,42 @@ def test_transfer_report_end_to_end(tmp_path, capsys):
 
     markdown = (out / "transfer.md").read_text()
     assert "| `sentiment` | accuracy |" in markdown and "Same budget" in markdown
-    assert (out / "transfer_deltas.png").stat().st_size > 1000 and (out / "multi_task" / "training_curves.png").is_file()
-    card = (out / "multi_task" / "README.md").read_text()
+    assert (out / "transfer_deltas.png").stat().st_size > 1000 and (multi_dir / "training_curves.png").is_file()
+    card = (multi_dir / "README.md").read_text()
     assert "## Multi-task vs single-task" in card and "| `topics` | micro_f1 |" in card
-    assert read_eval_results(out / "multi_task" / "README.md")["sentiment"]["accuracy"] == pytest.approx(rows["sentiment"]["multi"])
+    assert read_eval_results(multi_dir / "README.md")["sentiment"]["accuracy"] == pytest.approx(rows["sentiment"]["multi"])
+
+    # A second report with one more seed reuses the finished runs and trains only the new seed's.
+    args[args.index("--seeds") + 1] = "5,6"
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": reused (") == 4 and "seed 6: multi-task run on" in printed
+    again = json.loads((out / "transfer.json").read_text())
+    assert again["seeds"] == [5, 6] and {r["task"]: r["single_scores"][0] for r in again["tasks"]} == {
+        task: row["single"] for task, row in rows.items()}
+
+    # An ablation of the multi-task model only (a task embedding) reuses the single-task baselines (another batching
+    # would not: it changes how many rows of each task the multi-task run draws, so the budgets).
+    ablation = args[:args.index("--seeds") + 1] + ["5"] + args[args.index("--seeds") + 2:]
+    ablation += ["--output-dir", str(tmp_path / "ablation"), "--runs-dir", str(out / "runs"), "--no-model",
+                 "-o", "model.task_embedding=cls"]
+    assert main(ablation) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": reused (") == 3 and "seed 5: multi-task run on" in printed and ": done in " in printed
+
+
+def test_single_task_baseline_drops_multi_task_only_options():
+    from hf_mtl.recipes import load_recipe
+    from hf_mtl.recipes.transfer import single_task_recipe
+
+    recipe = load_recipe(RECIPES / "demo.yaml", ["model.backbone=tiny", "model.task_embedding=cls", "model.sharing=hierarchical",
+                                                 "model.sharing_kwargs={num_shared_layers: 1}", "training.weighting=uncertainty",
+                                                 "training.batching=mixed", "training.head_lr_multiplier=5"])
+    single = single_task_recipe(recipe, "sentiment")
+    assert single.task_names == ["sentiment"] and [t["name"] for t in single.raw["tasks"]] == ["sentiment"]
+    assert single.config_kwargs["task_embedding"] == "none" and single.config_kwargs["sharing"] == "hard"
+    args = single.training_arguments()
+    assert (args.weighting, args.batching, args.head_lr_multiplier) == ("static", "per_task", 5.0)  # kept: not multi-task-only
 
 
 def test_transfer_report_needs_two_tasks_and_validation_data(tmp_path, capsys):

@@ -30,6 +30,16 @@ def register(subparsers) -> None:
     )
     add_recipe_arguments(parser)
     add_seeds_argument(parser)
+    parser.add_argument("--runs-dir", default=None,
+                        help="Folder of the runs (default: <output-dir>/runs). Finished runs with the same fingerprint "
+                        "are reused: share it between reports (e.g. ablations) to reuse their single-task baselines.")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Runs trained at once, each in its own process with its share of the CPU threads.")
+    parser.add_argument("--reuse-any-code", action="store_true",
+                        help="Also reuse finished runs made by another version of the hf_mtl code (each run's record "
+                        "names its code).")
+    parser.add_argument("--no-model", action="store_true",
+                        help="Do not save the first seed's multi-task model (only scores and reports are written).")
     parser.set_defaults(func=run)
 
 
@@ -50,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         output_dir = args.output_dir
     try:
-        report = run_transfer_report(recipe, seeds, output_dir=output_dir)
+        report = run_transfer_report(recipe, seeds, output_dir=output_dir, runs_dir=args.runs_dir, jobs=args.jobs,
+                                     reuse_any_code=args.reuse_any_code, save_model=not args.no_model)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

@@ -18,14 +18,26 @@ if TYPE_CHECKING:
     from ..tasks import TaskSpec
 
 
-POOLING_CHOICES = ("mean", "cls")
+POOLING_CHOICES = ("cls", "mean", "attention")
 
 
-def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
-    """Sentence representation from token states: `mean` over non-padding tokens, or the first (`[CLS]`) token."""
+def pool(
+    hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, mode: str, scorer: nn.Module | None = None
+) -> torch.Tensor:
+    """Sentence representation from token states: the first (`[CLS]`) token, the `mean` over non-padding tokens,
+    or an `attention`-weighted sum (softmax over `scorer(h)` on non-padding tokens; a head owns its scorer).
+
+    Callers without a scorer of their own (the task discriminator, expert gates) pool `attention` as `mean`.
+    """
     if mode == "cls":
         return hidden_states[:, 0]
-    if mode == "mean":
+    if mode == "attention" and scorer is not None:
+        scores = scorer(hidden_states).squeeze(-1).float()
+        if attention_mask is not None:
+            scores = scores.masked_fill(attention_mask == 0, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).to(hidden_states.dtype)
+        return torch.einsum("bs,bsh->bh", weights, hidden_states)
+    if mode in ("mean", "attention"):
         if attention_mask is None:
             return hidden_states.mean(dim=1)
         mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
@@ -116,15 +128,17 @@ class PooledHead(TaskHead):
     """Pool -> dropout -> dense -> tanh -> dropout -> projection, as in `RobertaClassificationHead`.
 
     The dense block is per task, so each task has its own non-linear view of the shared sentence representation.
+    With `pooling="attention"` the head also owns a one-unit scorer that learns which tokens its task reads.
     """
 
     def __init__(self, task: TaskSpec, hidden_size: int, dropout: float, pooling: str):
         super().__init__(task, hidden_size, dropout, pooling)
         self.dropout = nn.Dropout(dropout)
+        self.attention_scorer = nn.Linear(hidden_size, 1) if pooling == "attention" else None
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, self.num_labels)
 
     def forward(self, hidden_states, attention_mask, batch_size):
-        pooled = pool(hidden_states, attention_mask, self.pooling)
+        pooled = pool(hidden_states, attention_mask, self.pooling, self.attention_scorer)
         x = torch.tanh(self.dense(self.dropout(pooled)))
         return self.out_proj(self.dropout(x))

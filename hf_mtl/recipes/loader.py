@@ -81,7 +81,17 @@ class Recipe:
         kwargs = training.get("weighting_kwargs")
         if isinstance(kwargs, dict) and isinstance(kwargs.get("weights"), dict):
             training["weighting_kwargs"] = {**kwargs, "weights": {k: v for k, v in kwargs["weights"].items() if k in names}}
-        return dataclasses.replace(self, tasks=[task for task in self.tasks if task.name in names], training=training)
+        raw = {**self.raw, "tasks": [t for t in self.raw.get("tasks", []) if isinstance(t, dict) and t.get("name") in names],
+               "training": training}
+        return dataclasses.replace(self, tasks=[task for task in self.tasks if task.name in names], training=training, raw=raw)
+
+    def with_settings(self, model: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Recipe:
+        """The same recipe with some `model:` (config) and `training:` values replaced (e.g. a single-task baseline
+        without the multi-task-only options); the values are trusted (no re-validation)."""
+        config_kwargs = {**self.config_kwargs, **(model or {})}
+        training = {**self.training, **(training or {})}
+        raw = {**self.raw, "model": {**self.raw.get("model", {}), **(model or {})}, "training": training}
+        return dataclasses.replace(self, config_kwargs=config_kwargs, training=training, raw=raw)
 
     def resolve_path(self, key: str, value: str) -> Path:
         """Relative data paths are relative to the recipe's folder, except those given with `--override`, which
@@ -294,6 +304,7 @@ def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
         text_columns=text_columns,
         label_column=entry.get("label_column"),
         metric=entry.get("metric"),
+        pooling=entry.get("pooling"),
         augment=entry.get("augment"),
     )
     try:

@@ -1,0 +1,131 @@
+"""Finished runs that a report can reuse: a run is identified by a fingerprint of what decides its result.
+
+The fingerprint hashes the run's effective recipe (tasks, data sources, model and training settings after
+overrides), the seed and budget, the content of its local data files, and the code that trains (`code_fingerprint`:
+every module of hf_mtl except reporting, plotting, cards and the CLI). A finished run leaves `run.json` beside its
+`metrics.json`; a report that plans a run with the same fingerprint reads the record instead of training again, so an
+interrupted or extended comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+
+RUN_RECORD = "run.json"
+# Modules that only present results: editing them does not change what a run computes.
+_PRESENTATION = ("cli.py", "plots.py", "model_card.py", "commands/", "evaluation/transfer.py",
+                 "recipes/transfer.py", "recipes/run_cache.py", "recipes/augmentation_report.py", "few_shot.py")
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the hf_mtl sources that decide a training result (the package version included)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("hf_mtl")
+    except PackageNotFoundError:  # a source tree on the path, not installed
+        package_version = "source"
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(package_version.encode())
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(_PRESENTATION) or relative in _PRESENTATION:
+            continue
+        digest.update(relative.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(recipe) -> dict[str, str]:
+    """Content hashes of the recipe's local data files (Hub and generated data are named by the recipe itself)."""
+    files = {}
+    for task in recipe.tasks:
+        if task.source_kind != "files":
+            continue
+        for split, value in task.data.items():
+            if split in ("format",) or value is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                for path in sorted(Path().glob(str(item))) if any(c in str(item) for c in "*?[") else [Path(str(item))]:
+                    resolved = recipe.resolve_path(f"tasks.{task.name}.data.{split}", str(path))
+                    if resolved.is_file():
+                        files[f"{task.name}/{split}/{resolved.name}"] = _file_digest(resolved)
+    return files
+
+
+# Training keys that say where and how loudly a run reports, not what it computes.
+_NOT_RESULTS = {"output_dir", "report_to", "run_name", "logging_steps", "logging_first_step", "logging_strategy",
+                "disable_tqdm", "hub_model_id", "hub_token", "push_to_hub"}
+
+
+def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = True) -> str:
+    """Fingerprint of one run: recipe (after overrides), `changes` (seed, budget), data, code; not where it writes."""
+    resolved = dict(recipe.resolved_dict())
+    resolved.pop("description", None)
+    resolved["training"] = {k: v for k, v in (resolved.get("training") or {}).items() if k not in _NOT_RESULTS}
+    settings = {key: value for key, value in changes.items() if key not in _NOT_RESULTS}
+    payload = {
+        "recipe": resolved,
+        "changes": settings,
+        "data": data_fingerprint(recipe),
+        "code": code_fingerprint() if include_code else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunRecord:
+    """What a finished run of a report leaves in `run.json`."""
+
+    label: str
+    seed: int
+    fingerprint: str
+    fingerprint_without_code: str
+    code: str
+    scores: dict[str, dict[str, float]]
+    steps: int
+    seconds: float
+    task_rows: dict[str, int] = field(default_factory=dict)
+    model_saved: bool = False
+
+    def save(self, run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / RUN_RECORD
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunRecord | None:
+        path = run_dir / RUN_RECORD
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, TypeError):
+            return None  # a record from another version or cut short: train again
+
+
+def find_reusable(run_dir: Path, fingerprint: str, fingerprint_without_code: str, any_code: bool) -> RunRecord | None:
+    """The record in `run_dir` if it belongs to the same run (the same code too, unless `any_code`)."""
+    record = RunRecord.load(run_dir)
+    if record is None:
+        return None
+    if record.fingerprint == fingerprint or (any_code and record.fingerprint_without_code == fingerprint_without_code):
+        return record
+    return None

@@ -1,0 +1,121 @@
+"""The options against negative transfer: task embedding, per-task / attention pooling, head learning rate, MUPPET
+loss scaling. Each test checks the mechanism (saved and reloaded, routed, scaled), not a score."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainingArguments, TaskError
+from hf_mtl.heads import pool
+from hf_mtl.trainer import task_loss_scales
+
+from .conftest import tiny_bert_config
+from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+
+
+TASKS = [
+    {"name": "sst2", "type": "sequence_classification", "labels": ["negative", "positive"]},
+    {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "I-PER"]},
+    {"name": "stsb", "type": "regression"},
+]
+
+
+def build(**config):
+    torch.manual_seed(0)
+    return MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(), tasks=TASKS, **config)).eval()
+
+
+def batch(rows=4, length=7):
+    ids = torch.randint(5, 99, (rows, length), generator=torch.Generator().manual_seed(1))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def test_task_embedding_starts_at_zero_conditions_rows_by_task_and_round_trips(tmp_path):
+    plain, conditioned = build(), build(task_embedding="cls")
+    conditioned.load_state_dict(plain.state_dict(), strict=False)
+    assert conditioned.task_embedding.weight.shape == (3, 32) and not conditioned.task_embedding.weight.any()
+    inputs = batch()
+    # zero vectors: the same computation as without task conditioning
+    torch.testing.assert_close(conditioned(**inputs, task="sst2").logits, plain(**inputs, task="sst2").logits)
+    with torch.no_grad():
+        conditioned.task_embedding.weight[0].normal_()
+    changed = conditioned(**inputs, task="sst2").logits
+    assert not torch.allclose(changed, plain(**inputs, task="sst2").logits)
+    # only rows of task 0 move; the per-row task id picks the vector in a mixed batch
+    mixed = conditioned(**inputs, task_ids=torch.tensor([0, 2, 0, 2]))
+    torch.testing.assert_close(mixed.task_logits["stsb"], plain(**inputs, task_ids=torch.tensor([0, 2, 0, 2])).task_logits["stsb"])
+    conditioned.save_pretrained(tmp_path / "model")
+    reloaded = AutoModel.from_pretrained(tmp_path / "model").eval()
+    assert reloaded.config.task_embedding == "cls"
+    torch.testing.assert_close(reloaded.task_embedding.weight, conditioned.task_embedding.weight)
+    torch.testing.assert_close(reloaded(**inputs, task="sst2").logits, changed)
+
+
+def test_task_embedding_follows_add_and_remove_task():
+    model = build(task_embedding="cls")
+    with torch.no_grad():
+        model.task_embedding.weight.copy_(torch.arange(3).float()[:, None].expand(3, 32))
+    model.add_task({"name": "intent", "type": "sequence_classification", "labels": ["a", "b", "c"]})
+    assert model.task_embedding.weight[:, 0].tolist() == [0.0, 1.0, 2.0, 0.0]
+    model.remove_task("ner")
+    assert model.task_embedding.weight[:, 0].tolist() == [0.0, 2.0, 0.0]
+
+
+def test_unknown_task_embedding_and_pooling_name_the_choices():
+    with pytest.raises(ValueError, match="Unknown task_embedding 'token'.*none, cls"):
+        build(task_embedding="token")
+    with pytest.raises(TaskError, match="unknown pooling 'max'.*cls, mean, attention"):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**TASKS[0], "pooling": "max"}])
+
+
+def test_attention_pooling_weights_only_real_tokens_and_per_task_pooling_overrides_the_model():
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    scorer = torch.nn.Linear(8, 1)
+    pooled = pool(hidden, mask, "attention", scorer)
+    weights = torch.softmax(scorer(hidden[0, :3]).squeeze(-1), dim=-1)
+    torch.testing.assert_close(pooled[0], (weights[:, None] * hidden[0, :3]).sum(0))
+    hidden_padding_changed = hidden.clone()
+    hidden_padding_changed[0, 3:] = 100.0
+    torch.testing.assert_close(pool(hidden_padding_changed, mask, "attention", scorer)[0], pooled[0])
+    # without a scorer of its own (discriminator, gates) attention pools as mean
+    torch.testing.assert_close(pool(hidden, mask, "attention"), pool(hidden, mask, "mean"))
+
+    tasks = [{**TASKS[0], "pooling": "attention"}, TASKS[1], TASKS[2]]
+    model = MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(), tasks=tasks, pooling="cls"))
+    assert model.heads["sst2"].pooling == "attention" and model.heads["sst2"].attention_scorer is not None
+    assert model.heads["stsb"].pooling == "cls" and model.heads["stsb"].attention_scorer is None
+
+
+def test_muppet_loss_scales_divide_classification_losses_by_log_labels():
+    specs = MultiTaskConfig(encoder=tiny_bert_config(), tasks=TASKS).task_specs
+    scales = task_loss_scales(specs, "log_num_labels")
+    assert scales == pytest.approx({"sst2": 1 / math.log(2), "ner": 1 / math.log(3), "stsb": 1.0})
+    assert task_loss_scales(specs, "none") == {}
+    with pytest.raises(ValueError, match="Unknown loss_scaling 'muppet'"):
+        MultiTaskTrainingArguments(output_dir="x", loss_scaling="muppet")
+
+
+def test_head_lr_multiplier_puts_heads_and_task_embeddings_in_their_own_groups(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(list(data), task_embedding="cls")
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, head_lr_multiplier=10.0, learning_rate=1e-3)
+    optimizer = trainer.create_optimizer()
+    names = {id(p): n for n, p in model.named_parameters()}
+    head_groups = [g for g in optimizer.param_groups if g.get("hf_mtl_heads")]
+    assert head_groups and all(g["lr"] == pytest.approx(1e-2) for g in head_groups)
+    in_heads = {names[id(p)] for g in head_groups for p in g["params"]}
+    assert in_heads == {n for n in names.values() if n.startswith(("heads.", "task_embedding."))}
+    assert all(g["lr"] == pytest.approx(1e-3) for g in optimizer.param_groups if not g.get("hf_mtl_heads"))
+    # weight decay kept per parameter kind: biases stay undecayed in the head groups too
+    assert {g["weight_decay"] for g in head_groups} == {g["weight_decay"] for g in optimizer.param_groups if not g.get("hf_mtl_heads")}
+    with pytest.raises(ValueError, match="head_lr_multiplier"):
+        MultiTaskTrainingArguments(output_dir="x", head_lr_multiplier=0)
+
+
+def test_training_moves_the_task_embedding(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(list(data), task_embedding="cls")
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, batching="mixed", loss_scaling="log_num_labels")
+    trainer.train()
+    assert model.task_embedding.weight.abs().sum(dim=1).gt(0).all()  # every task's vector learned something
