@@ -17,6 +17,7 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 
 from .errors import HfMtlError, LabelError
+from .joint import JOINT_PREFIX
 from .tasks import TaskSpec
 
 
@@ -226,12 +227,18 @@ def preprocess_task(
 
 
 def _text_values(values: list, task: TaskSpec, split: str, column: str, rows: list[int]) -> list[str]:
+    """Texts of a sentence-level task; a column of word lists (a token-tagging dataset's `tokens`, e.g. for a joint
+    intent head) reads as the words joined with spaces."""
+    texts = []
     for value, row in zip(values, rows):
+        if isinstance(value, (list, tuple)) and all(isinstance(word, str) for word in value):
+            value = " ".join(value)
         if not isinstance(value, str):
             raise DataError(
                 f"Task {task.name!r} ({split} split), row {row}: column {column!r} must hold text, got {value!r}."
             )
-    return values
+        texts.append(value)
+    return texts
 
 
 def _align_word_labels(word_ids: list[int | None], word_labels: list[int], all_subwords: bool) -> list[int]:
@@ -266,10 +273,12 @@ def _tokenize_choices(batch, columns, tokenizer, max_length, task, split, rows):
 
 
 class MultiTaskDataset(torch.utils.data.Dataset):
-    """Concatenation of per-task tokenised datasets; each item carries its `task_id` (index in `task_names`)."""
+    """Concatenation of per-task tokenised datasets; each item carries its `task_id` (index in `task_names`, or
+    `task_ids[i]` when the datasets are streams of an input group: see `hf_mtl.joint`)."""
 
-    def __init__(self, datasets: Mapping[str, Dataset], task_names: Sequence[str]):
+    def __init__(self, datasets: Mapping[str, Dataset], task_names: Sequence[str], task_ids: Sequence[int] | None = None):
         self.task_names = list(task_names)
+        self.task_ids = list(task_ids) if task_ids is not None else list(range(len(self.task_names)))
         self.datasets = [datasets[name] for name in self.task_names]
         self.sizes = [len(dataset) for dataset in self.datasets]
         self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
@@ -285,8 +294,8 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         task, row = self.locate(index)
-        item = {key: value for key, value in self.datasets[task][row].items() if key in (*MODEL_INPUTS, "labels")}
-        item["task_id"] = task
+        item = {key: value for key, value in self.datasets[task][row].items() if _is_item_key(key)}
+        item["task_id"] = self.task_ids[task]
         return item
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
@@ -299,11 +308,15 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         items: list[dict[str, Any]] = [{} for _ in indices]
         for task, entries in by_task.items():
             columns = self.datasets[task][[row for _, row in entries]]
-            keys = [key for key in columns if key in (*MODEL_INPUTS, "labels")]
+            keys = [key for key in columns if _is_item_key(key)]
             for j, (position, _) in enumerate(entries):
                 items[position] = {key: columns[key][j] for key in keys}
-                items[position]["task_id"] = task
+                items[position]["task_id"] = self.task_ids[task]
         return items
+
+
+def _is_item_key(key: str) -> bool:
+    return key in (*MODEL_INPUTS, "labels") or key.startswith(JOINT_PREFIX)
 
 
 class MultiTaskCollator:
@@ -327,6 +340,23 @@ class MultiTaskCollator:
             return self([{**feature, "task_id": index} for feature in features])
 
         return collate
+
+    def _joint_labels(self, features: list[dict], seq_len: int) -> dict[str, torch.Tensor]:
+        """Labels of the other heads of an input group (`joint_labels__<task>` columns), one row per example in the
+        padded format of mixed batches; rows without them are all -100."""
+        names = sorted({key[len(JOINT_PREFIX):] for feature in features for key in feature if key.startswith(JOINT_PREFIX)})
+        specs = {task.name: task for task in self.tasks}
+        joint = {}
+        for name in names:
+            if name not in specs:
+                raise DataError(f"Joint labels of {name!r}, which is not a task of this collator ({', '.join(specs)}).")
+            rows = [_label_row(f[JOINT_PREFIX + name], specs[name], seq_len) if JOINT_PREFIX + name in f
+                    else torch.full((1,), -100.0) for f in features]
+            padded = torch.full((len(rows), max(row.numel() for row in rows)), -100.0)
+            for i, row in enumerate(rows):
+                padded[i, : row.numel()] = row
+            joint[name] = padded
+        return joint
 
     def _pad_inputs(self, features: list[dict]) -> dict[str, torch.Tensor]:
         inputs = [{key: feature[key] for key in MODEL_INPUTS if key in feature} for feature in features]
@@ -373,6 +403,10 @@ class MultiTaskCollator:
             task = self.tasks[task_ids[0]]
             batch = self._collate_one_task(features, task, has_labels)
             batch["task"] = task.name
+            if has_labels and task.type != "multiple_choice":
+                joint = self._joint_labels(features, batch["input_ids"].shape[1])
+                if joint:
+                    batch["joint_labels"] = joint
             return batch
         unmixable = sorted({self.tasks[i].name for i in task_ids if self.tasks[i].type == "multiple_choice"})
         if unmixable:
@@ -386,6 +420,9 @@ class MultiTaskCollator:
             for i, row in enumerate(rows):
                 labels[i, : row.numel()] = row
             batch["labels"] = labels
+            joint = self._joint_labels(features, seq_len)
+            if joint:
+                batch["joint_labels"] = joint
         batch["task_ids"] = torch.tensor(task_ids, dtype=torch.long)
         return batch
 

@@ -358,6 +358,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         labels: torch.Tensor | None = None,
         task: str | None = None,
         task_ids: torch.LongTensor | None = None,
+        joint_labels: dict[str, torch.Tensor] | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
     ) -> MultiTaskModelOutput:
@@ -373,6 +374,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             task_ids (`torch.LongTensor` of shape `[batch]`, *optional*):
                 Per-row task index into `config.task_names`, for a batch that mixes tasks (multiple-choice tasks
                 cannot be mixed: their inputs have another shape).
+            joint_labels (`dict[str, torch.Tensor]`, *optional*):
+                Labels of other heads for the same rows (tasks sharing an `input_group`, e.g. ATIS slots for the
+                rows of ATIS intent), in the padded mixed-batch format: each named head is also scored on every row
+                of its group, from the same encoder pass (see `hf_mtl.joint`).
         """
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
@@ -439,6 +444,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 head.check_labels(row_labels, row_shape)
                 task_losses[name] = head.compute_loss(task_logits[name], row_labels)
 
+        for name, padded in (joint_labels or {}).items():
+            self._score_joint_head(name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices, task_losses)
+
         loss = None
         if task_losses:
             loss = sum(task_losses[name] * (task_indices[name].numel() / batch_size) for name in task_losses)
@@ -452,6 +460,27 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             hidden_states=getattr(encoder_outputs, "hidden_states", None),
             attentions=getattr(encoder_outputs, "attentions", None),
         )
+
+    def _score_joint_head(self, name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices, task_losses):
+        """Head `name` on the rows of the other tasks of its input group, with their `joint_labels` (same pass)."""
+        spec = self.config.task_spec(name)
+        group = [i for i, s in enumerate(self.config.task_specs) if spec.input_group and s.input_group == spec.input_group]
+        if not group:
+            raise TaskError(f"joint_labels names {name!r}, which has no input_group: only tasks of one group share rows.")
+        rows = torch.isin(task_ids, torch.tensor(group, device=task_ids.device)).nonzero(as_tuple=True)[0]
+        if rows.numel() == 0:
+            return
+        head = self.heads[name]
+        row_shape = torch.Size((rows.numel(), *input_shape[1:]))
+        logits = head(hidden[rows], mask[rows] if mask is not None else None, rows.numel())
+        labels = head.labels_from_padded(padded[rows], row_shape)
+        head.check_labels(labels, row_shape)
+        loss = head.compute_loss(logits, labels)
+        if name in task_losses:  # the task also has rows of its own: one loss over all of its rows
+            own = task_indices[name].numel()
+            loss = (task_losses[name] * own + loss * rows.numel()) / (own + rows.numel())
+            rows, logits = torch.cat([task_indices[name], rows]), torch.cat([task_logits[name], logits])
+        task_losses[name], task_indices[name], task_logits[name] = loss, rows, logits
 
     def _resolve_tasks(
         self, task: str | None, task_ids: torch.Tensor | None, reference: torch.Tensor

@@ -41,6 +41,11 @@ class TaskSampler:
     name: ClassVar[str] = ""
     requires_evaluation: ClassVar[bool] = False
 
+    @property
+    def learns(self) -> bool:
+        """Whether the probabilities depend on training (the batch plan then cannot be known in advance)."""
+        return type(self).probabilities_at is not TaskSampler.probabilities_at
+
     def __init__(self, task_sizes: Sequence[int]):
         if not task_sizes:
             raise ValueError("Task sampling needs at least one task.")

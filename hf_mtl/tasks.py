@@ -42,6 +42,9 @@ class TaskSpec:
         pooling (`str`, *optional*):
             How this task's head pools token states (`"cls"`, `"mean"`, `"attention"`); `None` follows
             `MultiTaskConfig.pooling`. Token-level heads do not pool.
+        input_group (`str`, *optional*):
+            Tasks with the same input group label the same rows (e.g. ATIS intent and slots): training reads each
+            row once, one encoder pass scoring every head of the group (JointBERT-style, see `hf_mtl.joint`).
     """
 
     name: str
@@ -51,6 +54,7 @@ class TaskSpec:
     label_column: str | None = None
     metric: str | None = None
     pooling: str | None = None
+    input_group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

@@ -42,6 +42,7 @@ from .data import MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .errors import TaskError
 from .evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
 from .input_checks import check_tokenizer_fits_model
+from .joint import merge_stream, training_streams
 from .modeling_multitask import MultiTaskModel
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .sampling import MultiTaskBatchSampler, build_task_sampler
@@ -124,10 +125,16 @@ class MultiTaskTrainer(Trainer):
         self.max_seq_length = check_tokenizer_fits_model(processing_class, model, args.max_seq_length)
         self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
         self.task_eval_datasets = self._prepare_split(eval_dataset, "eval", processing_class, args, require_all=False)
+        # Streams of training rows: a task alone, or the tasks of an input group reading the same rows (hf_mtl.joint).
+        self.train_streams = training_streams(model.config.task_specs)
         if self.task_train_datasets:
-            sizes = [len(self.task_train_datasets[name]) for name in self.task_names]
+            stream_data = {s[0]: merge_stream(self.task_train_datasets, s, self.task_specs) for s in self.train_streams}
+            sizes = [len(stream_data[stream[0]]) for stream in self.train_streams]
             self.task_sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
-            self.task_sampler.task_names = list(self.task_names)
+            self.task_sampler.task_names = ["+".join(stream) for stream in self.train_streams]
+            if len(self.train_streams) < len(self.task_names) and self.task_sampler.learns:
+                raise ValueError(f"sampling={args.sampling!r} learns per task, and tasks that share an input_group are "
+                                 "drawn together: use a fixed sampler (proportional, uniform, temperature, annealed).")
             if self.task_sampler.requires_evaluation:
                 uncovered = [name for name in self.task_names if name not in self.task_eval_datasets]
                 if args.eval_strategy == "no" or uncovered:
@@ -153,7 +160,9 @@ class MultiTaskTrainer(Trainer):
             model=model,
             args=args,
             data_collator=data_collator,
-            train_dataset=MultiTaskDataset(self.task_train_datasets, self.task_names) if self.task_train_datasets else None,
+            train_dataset=MultiTaskDataset(
+                stream_data, [s[0] for s in self.train_streams], [self.task_names.index(s[0]) for s in self.train_streams]
+            ) if self.task_train_datasets else None,
             eval_dataset=self.task_eval_datasets or None,
             processing_class=processing_class,
             compute_metrics=None,
@@ -411,7 +420,7 @@ class MultiTaskTrainer(Trainer):
             logs.update({f"weight_{name}": value for name, value in self.weighting.weights().items()})
             if self.batch_sampler is not None:
                 probabilities = self.task_sampler.probabilities(self.batch_sampler.epoch, self.batch_sampler.num_epochs)
-                logs.update({f"sampling_prob_{n}": float(p) for n, p in zip(self.task_names, probabilities)})
+                logs.update({f"sampling_prob_{n}": float(p) for n, p in zip(self.task_sampler.task_names, probabilities)})
             if self.model.discriminator is not None and self.args.adversarial_weight > 0:
                 logs["adversarial_coefficient"] = self.model.discriminator.coefficient
             if self.loss_tracker.skipped_steps:

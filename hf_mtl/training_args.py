@@ -148,6 +148,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
             # Launched with several processes (torchrun / accelerate launch) on a machine without GPUs: without
             # `use_cpu`, Trainer silently runs N independent single-process trainings. Train data-parallel on CPU.
             self.use_cpu = True
+        if self.label_names is None:
+            # Trainer would take every forward argument with "label" in its name; `joint_labels` rides along with
+            # the batch only in training, so evaluation must look for `labels` alone.
+            self.label_names = ["labels"]
         if self.ddp_find_unused_parameters is None:
             # One task per step leaves the other heads without gradients; DDP must not wait for them.
             self.ddp_find_unused_parameters = True

@@ -64,7 +64,7 @@ def test_config_round_trip_keeps_task_order_and_labels(tmp_path, tiny_encoder_co
 
 
 def test_unknown_pooling(tiny_encoder_config):
-    with pytest.raises(ValueError, match="Unknown pooling 'max'. Choose one of: mean, cls"):
+    with pytest.raises(ValueError, match="Unknown pooling 'max'. Choose one of: cls, mean, attention"):
         MultiTaskConfig(encoder=tiny_encoder_config, tasks=[], pooling="max")
 
 

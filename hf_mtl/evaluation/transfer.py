@@ -62,8 +62,10 @@ def planned_task_rows(
 
 def trainer_task_rows(trainer) -> dict[str, int]:
     """`planned_task_rows` for a `MultiTaskTrainer` that has trained (its `state.max_steps` is the run length)."""
+    from ..joint import stream_rows
+
     args = trainer.args
-    sizes = [len(trainer.task_train_datasets[name]) for name in trainer.task_names]
+    sizes = list(trainer.train_dataset.sizes)  # per stream of rows (a task, or an input group: hf_mtl.joint)
     rows_per_step = trainer._train_batch_size * args.world_size * args.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(sum(sizes) / rows_per_step))
     epochs = max(1, math.ceil(trainer.state.max_steps / steps_per_epoch)) if args.max_steps > 0 else max(1, math.ceil(args.num_train_epochs))
@@ -72,7 +74,7 @@ def trainer_task_rows(trainer) -> dict[str, int]:
         batching=args.batching, gradient_accumulation_steps=args.gradient_accumulation_steps,
         world_size=args.world_size, seed=args.data_seed if args.data_seed is not None else args.seed, num_epochs=epochs,
     )
-    return dict(zip(trainer.task_names, counts))
+    return stream_rows(trainer.train_streams, counts)
 
 
 def steps_for_rows(rows: int, rows_per_step: int) -> int:

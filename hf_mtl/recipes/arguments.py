@@ -69,7 +69,7 @@ class DataArguments:
 # they are local files (a path, a list of paths or a glob) in json, jsonl, csv, tsv or parquet.
 DATA_KEYS = ("hub", "config", "revision", "generated", "train", "validation", "test", "format")
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-TASK_KEYS = ("name", "type", "labels", "data", "text_columns", "label_column", "metric", "pooling", "augment")
+TASK_KEYS = ("name", "type", "labels", "data", "text_columns", "label_column", "metric", "pooling", "input_group", "augment")
 
 
 @dataclass
@@ -85,6 +85,7 @@ class TaskEntry:
     label_column: str | None = None
     metric: str | None = None
     pooling: str | None = None
+    input_group: str | None = None
     augment: dict[str, Any] | None = None
 
     def spec(self, labels: list[str] | None = None) -> TaskSpec:
@@ -97,6 +98,7 @@ class TaskEntry:
             label_column=self.label_column,
             metric=self.metric,
             pooling=self.pooling,
+            input_group=self.input_group,
         )
 
     def placeholder_spec(self) -> TaskSpec:

@@ -305,6 +305,7 @@ def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
         label_column=entry.get("label_column"),
         metric=entry.get("metric"),
         pooling=entry.get("pooling"),
+        input_group=None if entry.get("input_group") is None else str(entry["input_group"]),
         augment=entry.get("augment"),
     )
     try:

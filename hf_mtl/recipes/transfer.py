@@ -75,12 +75,14 @@ def single_task_recipe(recipe: Recipe, task: str) -> Recipe:
 def planned_budget(recipe: Recipe, seed: int, task_sizes: dict[str, int]) -> dict[str, dict[str, int]] | None:
     """Rows of each task the multi-task run will draw and the single-task steps they make, from the seeded batch
     plan, before anything trains. `None` when the plan depends on training (a learned sampler)."""
-    from ..sampling import TaskSampler, build_task_sampler
+    from ..joint import stream_rows, training_streams
+    from ..sampling import build_task_sampler
 
     args = recipe.training_arguments(**RUN_SETTINGS, seed=seed)
-    sizes = [task_sizes[name] for name in recipe.task_names]
+    streams = training_streams([task.placeholder_spec() for task in recipe.tasks])
+    sizes = [task_sizes[stream[0]] for stream in streams]
     sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
-    if type(sampler).probabilities_at is not TaskSampler.probabilities_at:
+    if sampler.learns:
         return None
     rows_per_step = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(sum(sizes) / rows_per_step))
@@ -90,7 +92,8 @@ def planned_budget(recipe: Recipe, seed: int, task_sizes: dict[str, int]) -> dic
                                batching=args.batching, gradient_accumulation_steps=args.gradient_accumulation_steps,
                                world_size=args.world_size, seed=args.data_seed if args.data_seed is not None else seed,
                                num_epochs=epochs)
-    budget = {name: {"rows": rows, "steps": steps_for_rows(rows, rows_per_step)} for name, rows in zip(recipe.task_names, counts)}
+    budget = {name: {"rows": rows, "steps": steps_for_rows(rows, rows_per_step)}
+              for name, rows in stream_rows(streams, counts).items()}
     budget["_total"] = {"rows": sum(counts), "steps": total}
     return budget
 
