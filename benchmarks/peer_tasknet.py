@@ -42,9 +42,9 @@ Why the word-level re-scoring
     FIRST sub-word, and seqeval's entity F1 is taken over words. So for ner and slots the script ignores tasknet's
     metric, runs each task's trained model itself on the validation words (``is_split_into_words=True,
     truncation=True, max_length=64``) and uses ``word_ids()`` to take each word's first sub-word; words cut off by
-    truncation count as predicted "O" (the reported score). Two side scores are kept in the JSON for transparency:
-    ``scores_scored_words_only`` (truncated words dropped from both gold and prediction, which is what hf_mtl's own
-    evaluation does, since its labels only exist for tokens that survive truncation) and ``tasknet_subword_scores``
+    truncation are left out of gold and prediction (the reported score in ``peer.json``/``peer.md``, and what hf_mtl's
+    own evaluation does, since its labels only exist for tokens that survive truncation). Side scores kept in the
+    JSON for transparency: ``scores_truncated_words_as_O`` (cut words predicted "O", stricter) and ``tasknet_subword_scores``
     (tasknet's own sub-word metric on the same logits).
 
     Inference feeds ``input_ids`` and ``attention_mask`` only, as tasknet's training does (its datasets are
@@ -286,8 +286,12 @@ def aggregate(records: list[dict], command: str = "") -> dict:
         if not all(name in record["tasks"] for record in records):
             continue
         entries = [record["tasks"][name] for record in records]
-        scores = [float(entry["score"]) for entry in entries]
+        # Token tasks: words cut off by truncation are left out of gold and prediction alike, as hf_mtl scores its
+        # own runs; the stricter score (cut words predicted "O") stays beside it.
+        scores = [float(entry.get("f1_scored_words_only", entry["score"])) for entry in entries]
         task = {"metric": entries[0]["metric"], "scores": scores, "mean": statistics.fmean(scores), "std": _std(scores)}
+        if "f1_scored_words_only" in entries[0]:
+            task["scores_truncated_words_as_O"] = [float(entry["score"]) for entry in entries]
         for side in ("f1_scored_words_only", "f1_tasknet_subword"):
             if all(side in entry for entry in entries):
                 key = "scores_scored_words_only" if side == "f1_scored_words_only" else "tasknet_subword_scores"

@@ -520,7 +520,14 @@ class MultiTaskTrainer(Trainer):
         if resume_from_checkpoint is True:
             resume_from_checkpoint = resolve_resume_checkpoint(self.args.output_dir)
             logger.info(f"Resuming from {resume_from_checkpoint}, the newest complete checkpoint.")
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        if self.args.refine_steps > 0:  # the second stage of two-stage training (hf_mtl.refinement)
+            from .refinement import refine_heads
+
+            refined = refine_heads(self, self.args.refine_steps)
+            output.metrics.update(refined)
+            self.log(dict(refined))
+        return output
 
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = self._get_output_dir(trial=trial)

@@ -76,6 +76,13 @@ class MultiTaskTrainingArguments(TrainingArguments):
             "loss by log(number of labels), MUPPET, Aghajanyan et al. 2021, so many-label heads do not dominate)."
         },
     )
+    refine_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Two-stage training (MT-DNN): after multi-task training, fine-tune each task's head alone for this "
+            "many steps on its own rows, the shared encoder frozen, in the same checkpoint; 0 = off."
+        },
+    )
     max_seq_length: int = field(
         default=128, metadata={"help": "Texts are truncated to this many tokens when the trainer tokenises raw data."}
     )
@@ -186,6 +193,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         for name in ("adversarial_weight", "orthogonality_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.refine_steps < 0:
+            raise ValueError(f"`refine_steps` must be >= 0 (0 = no refinement stage), got {self.refine_steps}.")
         if self.task_affinity_steps < 0:
             raise ValueError(f"`task_affinity_steps` must be >= 0 (0 = off), got {self.task_affinity_steps}.")
         if self.task_affinity_lr is not None and self.task_affinity_lr <= 0:

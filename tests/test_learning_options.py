@@ -119,3 +119,28 @@ def test_training_moves_the_task_embedding(tmp_path, tokenizer, data):  # noqa: 
     trainer = make_trainer(tmp_path, tokenizer, data, model=model, batching="mixed", loss_scaling="log_num_labels")
     trainer.train()
     assert model.task_embedding.weight.abs().sum(dim=1).gt(0).all()  # every task's vector learned something
+
+
+def test_refinement_stage_trains_only_the_heads_and_restores_trainability(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(list(data))
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, refine_steps=3)
+    encoder_before = {}
+    original_train = type(trainer).__mro__[1].train
+
+    def train_then_snapshot(self, *args, **kwargs):
+        output = original_train(self, *args, **kwargs)
+        encoder_before.update({n: p.detach().clone() for n, p in model.named_parameters()})
+        return output
+
+    type(trainer).__mro__[1].train = train_then_snapshot
+    try:
+        output = trainer.train()
+    finally:
+        type(trainer).__mro__[1].train = original_train
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n], v) for n, v in encoder_before.items() if not n.startswith("heads."))
+    assert all(not torch.equal(after[n], v) for n, v in encoder_before.items() if n.startswith("heads.") and n.endswith(("out_proj.weight", "classifier.weight")))
+    assert {f"refine_{task}_loss" for task in data} <= set(output.metrics) and output.metrics["refine_runtime"] >= 0
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="refine_steps"):
+        MultiTaskTrainingArguments(output_dir="x", refine_steps=-1)

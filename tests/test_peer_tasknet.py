@@ -204,8 +204,10 @@ def test_aggregate_format_mean_and_sample_std():
     assert stsb["metric"] == "pearson" and stsb["mean"] == pytest.approx(0.6) and stsb["std"] == pytest.approx(
         math.sqrt(0.02))
     ner = result["tasks"]["ner"]
-    assert ner["metric"] == "f1" and ner["mean"] == pytest.approx(0.62)
-    assert ner["scores_scored_words_only"] == pytest.approx([0.61, 0.65])
+    # the main token score is hf_mtl's rule (truncated words left out); the stricter one is kept beside it
+    assert ner["metric"] == "f1" and ner["mean"] == pytest.approx(0.63)
+    assert ner["scores_scored_words_only"] == pytest.approx([0.61, 0.65]) == ner["scores"]
+    assert ner["scores_truncated_words_as_O"] == pytest.approx([0.6, 0.64])
     assert ner["tasknet_subword_scores"] == pytest.approx([0.5, 0.54])
     json.dumps(result)  # serialisable
 
@@ -229,7 +231,7 @@ def test_markdown_has_one_row_per_task():
     assert "| `sst2` | accuracy | 0.8500 ± 0.0707 | 1: 0.8000, 2: 0.9000 |" in rows
     assert "| `stsb` | pearson | 0.6000 ± 0.1414 | 1: 0.5000, 2: 0.7000 |" in rows
     single = peer.render_markdown(peer.aggregate([_record(1, SCORES_1, 1.0)]))
-    assert "| `ner` | f1 | 0.6000 ± n/a | 1: 0.6000 |" in single
+    assert "| `ner` | f1 | 0.6100 ± n/a | 1: 0.6100 |" in single
 
 
 # ------------------------------------------------------------------------------------------ command line
