@@ -75,6 +75,7 @@ def test_transfer_report_end_to_end(tmp_path, capsys):
 
     markdown = (out / "transfer.md").read_text()
     assert "| `sentiment` | accuracy |" in markdown and "Same budget" in markdown
+    assert report["parameters"]["ratio_to_one_single_task_model"] > 1.0 and "single-task model (encoder + its head)" in markdown
     assert (out / "transfer_deltas.png").stat().st_size > 1000 and (multi_dir / "training_curves.png").is_file()
     card = (multi_dir / "README.md").read_text()
     assert "## Multi-task vs single-task" in card and "| `topics` | micro_f1 |" in card

@@ -166,6 +166,10 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) 
             f"| `{row['task']}` | {row['metric']}{direction} | {score(row['single'], row['single_std'])} | "
             f"{score(row['multi'], row['multi_std'])} | {delta} | {row['verdict']} | {budget} |"
         )
+    if meta.get("parameters"):
+        ratio = meta["parameters"]["ratio_to_one_single_task_model"]
+        lines += ["", f"Parameters: the multi-task model has {meta['parameters']['multi_task']:,}, {ratio:.2f}x one "
+                  "single-task model (encoder + its head)."]
     lines += ["", "![Deltas](transfer_deltas.png)", ""]
     return "\n".join(lines)
 

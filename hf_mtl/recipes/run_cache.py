@@ -103,6 +103,7 @@ class RunRecord:
     seconds: float
     task_rows: dict[str, int] = field(default_factory=dict)
     model_saved: bool = False
+    parameters: int | None = None
 
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)

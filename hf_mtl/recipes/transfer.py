@@ -128,6 +128,7 @@ def execute_run(run: PlannedRun, threads: int | None = None) -> RunRecord:
         code=code_fingerprint(), scores=result.metrics, steps=result.trainer.state.global_step,
         seconds=round(time.time() - start, 1), task_rows=trainer_task_rows(result.trainer) if run.label == "multi_task" else {},
         model_saved=run.save_model,
+        parameters=sum(p.numel() for p in result.trainer.model.parameters()),
     )
     if result.trainer.is_world_process_zero():
         record.save(run.run_dir)
@@ -285,6 +286,13 @@ def run_transfer_report(
             run for seed in adaptive for run in planned_singles[seed]]},
         "train_seconds": {f"seed{seed}/{label}": record.seconds for (seed, label), record in sorted(records.items())},
     }
+    counts = {seed: (records[(seed, "multi_task")].parameters,
+                     [records[(seed, f"single_{t}")].parameters for t in recipe.task_names]) for seed in seeds}
+    multi_count, single_counts = counts[seeds[0]]
+    if multi_count and all(single_counts):
+        # What the multi-task model costs in parameters against ONE single-task model (encoder + its head).
+        meta["parameters"] = {"multi_task": multi_count, "single_task_mean": sum(single_counts) / len(single_counts),
+                              "ratio_to_one_single_task_model": multi_count * len(single_counts) / sum(single_counts)}
     files = write_transfer_report(rows, out, meta)
     first = multi_runs[seeds[0]]
     if first.save_model and (first.run_dir / "config.json").is_file():
