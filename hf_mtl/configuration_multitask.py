@@ -119,6 +119,14 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"`sharing_kwargs` must be a dict of the scheme's options, got {self.sharing_kwargs!r}.")
         self.sharing_kwargs = SHARING.get(self.sharing).validate_options(self.sharing_kwargs, self)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
+        # A checkpoint saved before task conditioning existed has no `task_embedding` key: it had none, whatever
+        # today's default is.
+        if config_dict.get("model_type") == cls.model_type and "task_embedding" not in config_dict:
+            config_dict = {**config_dict, "task_embedding": "none"}
+        return super().from_dict(config_dict, **kwargs)
+
     @property
     def task_specs(self) -> list[TaskSpec]:
         return [TaskSpec.from_any(task) for task in self.tasks]

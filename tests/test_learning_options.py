@@ -144,3 +144,15 @@ def test_refinement_stage_trains_only_the_heads_and_restores_trainability(tmp_pa
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="refine_steps"):
         MultiTaskTrainingArguments(output_dir="x", refine_steps=-1)
+
+
+def test_a_checkpoint_from_before_task_embeddings_loads_without_one(tmp_path):
+    import json
+
+    build().save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    config.pop("task_embedding")
+    path.write_text(json.dumps(config))
+    assert MultiTaskConfig.from_pretrained(tmp_path / "old").task_embedding == "none"
+    assert AutoModel.from_pretrained(tmp_path / "old").task_embedding is None

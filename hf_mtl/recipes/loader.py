@@ -93,6 +93,12 @@ class Recipe:
         raw = {**self.raw, "model": {**self.raw.get("model", {}), **(model or {})}, "training": training}
         return dataclasses.replace(self, config_kwargs=config_kwargs, training=training, raw=raw)
 
+    def without_training_keys(self, keys: list[str]) -> Recipe:
+        """The same recipe with some `training:` keys back at their defaults."""
+        training = {k: v for k, v in self.training.items() if k not in keys}
+        raw = {**self.raw, "training": {k: v for k, v in self.raw.get("training", {}).items() if k not in keys}}
+        return dataclasses.replace(self, training=training, raw=raw)
+
     def resolve_path(self, key: str, value: str) -> Path:
         """Relative data paths are relative to the recipe's folder, except those given with `--override`, which
         are relative to the current directory (where the user typed them)."""
