@@ -27,11 +27,11 @@ class MultiTaskConfig(PreTrainedConfig):
         tasks (`list[TaskSpec | dict]`):
             The tasks, in order: the index of a task in this list is its id in `task_ids`. Each entry has a
             `name`, a `type` and, for classification types, its `labels` (see [`TaskSpec`]).
-        pooling (`str`, *optional*, defaults to `"mean"`):
+        pooling (`str`, *optional*, defaults to `"cls"`):
             How sentence-level heads pool token states: `"cls"` (the first token), `"mean"` (over non-padding
             tokens) or `"attention"` (a learned softmax over tokens, one scorer per head). A task's own `pooling`
             (see [`TaskSpec`]) overrides it.
-        task_embedding (`str`, *optional*, defaults to `"none"`):
+        task_embedding (`str`, *optional*, defaults to `"cls"`):
             Task conditioning of the shared encoder: `"cls"` adds a learned vector per task (zero at the start) to
             the input embedding of the first token, so the encoder knows each row's task (as tasknet does).
         classifier_dropout (`float`, *optional*):
@@ -93,8 +93,8 @@ class MultiTaskConfig(PreTrainedConfig):
 
     encoder: dict | PreTrainedConfig | None = None
     tasks: list = field(default_factory=list)
-    pooling: str = "mean"
-    task_embedding: str = "none"
+    pooling: str = "cls"
+    task_embedding: str = "cls"
     classifier_dropout: float | None = None
     adversarial: bool = False
     sharing: str = "hard"

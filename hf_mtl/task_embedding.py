@@ -43,7 +43,7 @@ class TaskEmbedding(nn.Module):
         for new_row, old_row in enumerate(keep_rows):
             if old_row is not None:
                 new[new_row] = old[old_row]
-        self.weight = nn.Parameter(new)
+        self.weight = nn.Parameter(new, requires_grad=self.weight.requires_grad)
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.weight.shape[0]}, hidden_size={self.weight.shape[1]}"

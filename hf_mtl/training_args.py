@@ -63,7 +63,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
         metadata={"help": "Learning rate of learnable task weights (defaults to the strategy's own default)."},
     )
     head_lr_multiplier: float = field(
-        default=1.0,
+        default=10.0,
         metadata={
             "help": "Learning rate of the task heads (and task embeddings) = learning_rate x this. Heads start random "
             "under a pretrained encoder; a larger rate lets them catch up within a short budget."
@@ -80,7 +80,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default=0,
         metadata={
             "help": "Two-stage training (MT-DNN): after multi-task training, fine-tune each task's head alone for this "
-            "many steps on its own rows, the shared encoder frozen, in the same checkpoint; 0 = off."
+            "many steps on its own rows, the shared encoder frozen, in the same checkpoint (so each head fits the final "
+            "shared encoder that the other tasks moved under it); 0 = off. Recipes (`hf-mtl train`, `transfer-report`) "
+            "default to 100."
         },
     )
     max_seq_length: int = field(

@@ -112,10 +112,13 @@ def conflict_data():
 def conflict_trainer(tmp_path, tokenizer, data, **overrides):  # noqa: F811
     tasks = [{"name": name, **RATING} for name in data]
     model = make_model(tasks=["rating"], dropout=0.0)
-    model = MultiTaskModel(MultiTaskConfig(encoder=model.config.encoder, tasks=tasks))
+    # Identical heads and no task embedding: the three tasks differ only in their labels, so the shared encoder
+    # alone carries the conflict that affinity must find.
+    model = MultiTaskModel(MultiTaskConfig(encoder=model.config.encoder, tasks=tasks, task_embedding="none"))
     for name in ("same", "flip"):
         model.heads[name].load_state_dict(model.heads["anchor"].state_dict())
-    values = dict(eval_data=False, learning_rate=1e-3, max_steps=3, sampling="uniform")
+    # One learning rate for heads and encoder: fast heads (the default x10) would absorb the conflict in 3 steps.
+    values = dict(eval_data=False, learning_rate=1e-3, max_steps=3, sampling="uniform", head_lr_multiplier=1.0)
     values.update(overrides)
     return make_trainer(tmp_path, tokenizer, data, model=model, **values)
 

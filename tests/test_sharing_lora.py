@@ -88,8 +88,8 @@ def test_per_task_rank_override_and_parameter_counts():
     assert ranks[next(n for n in ranks if ".ner." in n)] == 8 and ranks[next(n for n in ranks if ".sst2." in n)] == 4
     head = sum(p.numel() for p in model.heads["ner"].parameters())
     adapter = 2 * 2 * (32 * 8 + 8 * 32)  # 2 layers x (query, value) x (A + B) at rank 8, hidden 32
-    assert counts["ner"] == {"task_specific": head + adapter, "trainable_task_specific": head + adapter,
-                             "shared_trainable": 0, "trainable": head + adapter}
+    own = head + adapter + model.task_embedding.weight.numel()  # the task embedding table: one row per task
+    assert counts["ner"] == {"task_specific": own, "trainable_task_specific": own, "shared_trainable": 0, "trainable": own}
 
 
 def test_add_task_from_another_adapter_and_remove_it():

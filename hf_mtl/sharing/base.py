@@ -145,13 +145,14 @@ class SharingScheme(nn.Module):
         ]
 
     def task_parameters(self, model: MultiTaskModel, task: str) -> list[tuple[str, nn.Parameter]]:
-        """Parameters of `task`'s head and of the units it runs through (see `MultiTaskModel.task_parameters`)."""
+        """Parameters of `task`'s head and of the units it runs through (see `MultiTaskModel.task_parameters`), and the
+        task embedding, whose rows are per task."""
         model.config.task_index(task)
         units = self.task_units(task)
         return [
             (name, p)
             for name, p in model.named_parameters()
-            if name.startswith(f"heads.{task}.") or (self.parameter_owner(name) or (None, None))[1] in units
+            if name.startswith((f"heads.{task}.", "task_embedding.")) or (self.parameter_owner(name) or (None, None))[1] in units
         ]
 
     def task_parameter_counts(self, model: MultiTaskModel) -> dict[str, dict[str, int]]:

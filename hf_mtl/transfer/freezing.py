@@ -132,7 +132,8 @@ def _freeze_layers(model, argument, tasks):
 
 @FREEZE_RULES.register("embeddings")
 def _freeze_embeddings(model, argument, tasks):
-    selected = {name for name in _names(model) if re.match(r"encoder\.(.*\.)?embeddings\.", name)}
+    # The task embedding (hf_mtl.task_embedding) is added to the input embeddings: it belongs to this group.
+    selected = {name for name in _names(model) if re.match(r"encoder\.(.*\.)?embeddings\.|task_embedding\.", name)}
     if not selected:
         raise FreezeError("'embeddings' matched no parameter under `encoder.embeddings`; use 'pattern:REGEX'.")
     return selected
