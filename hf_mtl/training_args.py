@@ -4,6 +4,7 @@ settings, so `HfArgumentParser` reads everything from YAML, JSON or the command 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -175,6 +176,16 @@ class MultiTaskTrainingArguments(TrainingArguments):
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"`{name}` must be a dict or a JSON object string, got {type(value).__name__}.")
             setattr(self, name, dict(value or {}))
+        # Checked before Trainer's own pass, whose errors for these come late (torch's "Invalid layout" for an
+        # accumulation of 0, the optimizer's for a NaN rate) and without the field's name.
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        if not 0 <= self.learning_rate < math.inf:
+            raise ValueError(f"`learning_rate` must be a finite number >= 0, got {self.learning_rate}.")
+        if self.weighting_lr is not None and not 0 < self.weighting_lr < math.inf:
+            raise ValueError(f"`weighting_lr` must be a finite number > 0 (or unset for the strategy's default), "
+                             f"got {self.weighting_lr}.")
         super().__post_init__()
         if self.sampling not in SAMPLERS:
             raise ValueError(SAMPLERS.unknown_message(self.sampling))

@@ -151,6 +151,14 @@ def test_environment_variables_and_relative_paths(tmp_path, monkeypatch):
         (["tasks.sentiment.data.generated=weather"], "tasks.sentiment.data.generated", "unknown generated task"),
         (["tasks.sentiment.augment={ratio: 2}"], "tasks.sentiment.augment", "ratio"),
         (["trainin.seed=1"], "trainin.seed", "Did you mean 'training'"),
+        # Numbers checked with their key named, before any data is loaded.
+        (["training.per_device_train_batch_size=0"], "training.per_device_train_batch_size", "must be at least 1"),
+        (["training.gradient_accumulation_steps=0"], "training.gradient_accumulation_steps", "must be at least 1"),
+        (["training.learning_rate=-1e-4"], "training.learning_rate", "finite number >= 0"),
+        (["training.learning_rate=.nan"], "training.learning_rate", "finite number >= 0"),
+        (["training.weighting_lr=-0.1"], "training.weighting_lr", "finite number > 0"),
+        # A run that trains nothing would save a random model as if trained.
+        (["training.num_train_epochs=0", "training.max_steps=-1"], "training.num_train_epochs", "train nothing"),
     ],
 )
 def test_bad_recipe_values_fail_in_one_line_naming_file_and_key(overrides, key, words):
@@ -248,3 +256,8 @@ def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
         check_launch(recipe, SimpleNamespace(world_size=1))
     one_line_error(excinfo, "training.use_cpu", "started 2 processes")
     check_launch(recipe, SimpleNamespace(world_size=2))  # joined: fine
+
+
+def test_resume_from_checkpoint_true_means_the_newest_complete_checkpoint():
+    assert load_recipe(RECIPES / "demo.yaml", ["training.resume_from_checkpoint=true"]).training_arguments().resume_from_checkpoint is True
+    assert load_recipe(RECIPES / "demo.yaml", ["training.resume_from_checkpoint=false"]).training_arguments().resume_from_checkpoint is None

@@ -280,7 +280,11 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
     training.setdefault("output_dir", str(Path("outputs") / Path(source).stem))
     for key, value in RECIPE_TRAINING_DEFAULTS.items():
         training.setdefault(key, value)
-    _training_arguments(source, training)  # every key and value checked now, before any work starts
+    arguments = _training_arguments(source, training)  # every key and value checked now, before any work starts
+    if arguments.max_steps <= 0 and arguments.num_train_epochs <= 0:
+        raise RecipeError(source, "training.num_train_epochs", f"{arguments.num_train_epochs} epochs (and no max_steps) "
+                          "train nothing, and the run would save an untrained model as if trained: set "
+                          "num_train_epochs > 0 or max_steps > 0.")
     return Recipe(source, text, raw, base_dir, model_args, config_kwargs, data_args, tasks, training, overrides, override_keys)
 
 
@@ -373,7 +377,9 @@ def _parse(source: str, section: str, cls, values: dict):
     try:
         (parsed,) = HfArgumentParser(cls).parse_dict(values, allow_extra_keys=False)
     except (ValueError, TypeError) as error:
-        raise RecipeError(source, section, str(error)) from None
+        named = re.match(r"`(\w+)`", str(error))  # our checks start with the field's name: point at its key
+        key = f"{section}.{named.group(1)}" if named and named.group(1) in known else section
+        raise RecipeError(source, key, str(error)) from None
     return parsed
 
 
@@ -391,6 +397,11 @@ def _coerce(source: str, section: str, cls, values: dict) -> dict:
         hint = hints[name]
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
         textual = str in options or any(isinstance(o, type) and issubclass(o, enum.Enum) for o in options)
+        if name == "resume_from_checkpoint" and isinstance(value, bool):
+            # `true`: the newest complete checkpoint in output_dir (what `trainer.train(resume_from_checkpoint=True)`
+            # does); `false`: start afresh. Trainer's field is a string, so YAML's booleans are kept as such here.
+            result[name] = True if value else None
+            continue
         if isinstance(value, bool) and bool not in options and textual:
             # YAML 1.1 reads a bare `no` as false: `eval_strategy: no` means the strategy "no".
             result[name] = "no" if value is False else "yes"
