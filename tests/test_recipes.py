@@ -261,3 +261,26 @@ def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
 def test_resume_from_checkpoint_true_means_the_newest_complete_checkpoint():
     assert load_recipe(RECIPES / "demo.yaml", ["training.resume_from_checkpoint=true"]).training_arguments().resume_from_checkpoint is True
     assert load_recipe(RECIPES / "demo.yaml", ["training.resume_from_checkpoint=false"]).training_arguments().resume_from_checkpoint is None
+
+
+def test_evaluation_settings_are_checked_before_training(tmp_path):
+    recipe = load_recipe(RECIPES / "demo.yaml", TINY + [f"training.output_dir={tmp_path}", "training.eval_strategy=steps",
+                                                         "training.metric_for_best_model=eval_sentiment_acuracy"])
+    with pytest.raises(RecipeError, match="training.metric_for_best_model: 'eval_sentiment_acuracy' names no metric.*"
+                                          "eval_sentiment_accuracy"):
+        train_recipe(recipe, log=lambda message: None)
+    assert not (tmp_path / "trainer_state.json").exists() and not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_a_failure_after_training_keeps_the_trained_model(tmp_path, monkeypatch):
+    from hf_mtl import MultiTaskTrainer
+
+    def broken_evaluate(self, *args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(MultiTaskTrainer, "evaluate", broken_evaluate)
+    recipe = load_recipe(RECIPES / "demo.yaml", TINY + [f"training.output_dir={tmp_path}"])
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        train_recipe(recipe, log=lambda message: None)
+    assert (tmp_path / "model.safetensors").is_file()  # the weights were saved before the evaluation
+    assert not (tmp_path / "metrics.json").exists()  # and no report pretends the run finished

@@ -81,6 +81,21 @@ def check_launch(recipe: Recipe, args) -> None:
                            f"(Trainer world size {args.world_size}): {fix}.")
 
 
+def check_evaluation_settings(recipe: Recipe, args, evaluated: list[str], specs) -> None:
+    """What the final evaluation needs, checked before training: a failure there would come after the training."""
+    from ..evaluation.metrics import METRICS_BY_TYPE
+
+    metric = args.metric_for_best_model
+    if metric is None:
+        return
+    known = {"loss", "average"} | {f"{spec.name}_{name}" for spec in specs if spec.name in evaluated
+                                   for name in (*METRICS_BY_TYPE[spec.type], "loss")}
+    name = metric[len("eval_"):] if metric.startswith("eval_") else metric
+    if name not in known:
+        raise recipe.error("training.metric_for_best_model", f"{metric!r} names no metric of the evaluation; choose "
+                           f"one of: {', '.join('eval_' + k for k in sorted(known))}.")
+
+
 @dataclass
 class RunResult:
     """What a recipe run produced. `metrics` is `{task: {metric: value}}` of the final evaluation."""
@@ -133,13 +148,21 @@ def train_recipe(
     )
     output_dir = Path(args.output_dir)
     main = trainer.is_world_process_zero()
+    check_evaluation_settings(recipe, args, [name for name, task in data.items() if "validation" in task.splits], specs)
     train_output = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     result = RunResult(output_dir=output_dir, trainer=trainer, data=data,
                        main_metrics={spec.name: main_metric(spec) for spec in specs})
+    # The weights first: whatever fails afterwards (evaluation, reports, the push) leaves the trained model on disk.
+    # A run folder is complete only with its weights, so the reports are written last.
+    if save_model:
+        trainer.save_model()  # weights, config, tokenizer and the hf_mtl card (MultiTaskTrainer._save)
+        result.files["model"] = output_dir
     if trainer.task_eval_datasets:
         result.eval_metrics = trainer.evaluate()
         result.metrics = {task: dict(values) for task, values in trainer.last_eval_metrics.items()}
-    if write_reports and main:  # first, so a push uploads them with the model
+        if save_model and main:
+            trainer.write_model_card(str(output_dir))  # again, now with the per-task results
+    if write_reports and main:  # before the push, so it uploads them with the model
         result.files.update(write_run_reports(recipe, result, train_output.metrics))
     if save_model and args.push_to_hub:
         # Trainer's own path: saves the model (weights, config, tokenizer, card via MultiTaskTrainer._save), writes
@@ -147,10 +170,6 @@ def train_recipe(
         trainer.push_to_hub(commit_message=f"hf-mtl: {Path(recipe.source).stem} ({', '.join(recipe.task_names)})")
         if main:
             log(f"hf-mtl: pushed to the Hub as {trainer.hub_model_id}")
-    elif save_model:
-        trainer.save_model()  # weights, config, tokenizer and the hf_mtl card (MultiTaskTrainer._save)
-    if save_model:
-        result.files["model"] = output_dir
     return result
 
 
