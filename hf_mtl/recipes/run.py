@@ -154,8 +154,12 @@ def train_recipe(
                        main_metrics={spec.name: main_metric(spec) for spec in specs})
     # The weights first: whatever fails afterwards (evaluation, reports, the push) leaves the trained model on disk.
     # A run folder is complete only with its weights, so the reports are written last.
-    if save_model:
+    if save_model and not args.push_to_hub:
         trainer.save_model()  # weights, config, tokenizer and the hf_mtl card (MultiTaskTrainer._save)
+    elif save_model and main:  # Trainer.save_model would push now; the push comes once the reports are written
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    if save_model:
         result.files["model"] = output_dir
     if trainer.task_eval_datasets:
         result.eval_metrics = trainer.evaluate()
