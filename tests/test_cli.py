@@ -68,6 +68,15 @@ def test_predict_mixed_tasks_from_arguments(trained, capsys):
     assert set(topics["scores"]) == {"sports", "politics", "science", "arts"} and isinstance(rating["value"], float)
 
 
+def test_predict_without_task_predicts_every_task(trained, capsys):
+    code, out, err = run_cli(["predict", str(trained), "Bob flew to Oslo"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["task"] for r in rows] == ["sentiment", "rating", "entities", "topics"]  # a line without a tab is no pair
+    code, out, err = run_cli(["predict", str(trained), "a film\tthe film"], capsys)
+    assert code == 0 and [json.loads(line)["task"] for line in out.splitlines()] == ["paraphrase"]
+
+
 def test_predict_json_lines_from_stdin_and_pairs(trained, capsys, monkeypatch):
     stdin = '{"task": "paraphrase", "text": "the film was good", "text_pair": "i thought the film was good"}\n' \
             '{"task": "sentiment", "text": "dull", "id": 7}\n'

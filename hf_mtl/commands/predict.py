@@ -1,10 +1,11 @@
-"""`hf-mtl predict MODEL_DIR --task NAME [--task NAME ...] [TEXT ...]`: text in, labels out (JSON lines).
+"""`hf-mtl predict MODEL_DIR [--task NAME ...] [TEXT ...]`: text in, labels out (JSON lines); every task by default.
 
 Input, in this order: TEXT arguments; `--input FILE` (JSON lines with a `text` field, and optionally `task`,
 `text_pair`, or `context` + `choices`; or plain text, one input per line); else standard input (one per line, JSON
 lines accepted too). Plain-text lines of a sentence-pair task hold the two texts separated by a tab. Every input
-goes to every `--task` (a JSON row with a `task` field goes to that task only), and all rows, whatever their task,
-share ONE mixed encoder pass per batch. Output: one JSON line per (input, task): label names and scores; for token
+goes to every `--task` (a JSON row with a `task` field goes to that task only); without `--task`, a plain line goes
+to every task of the model that reads it: the single-text tasks, or the sentence-pair tasks if it holds a tab. All
+rows, whatever their task, share ONE mixed encoder pass per batch. Output: one JSON line per (input, task): label names and scores; for token
 classification, the words with their tags.
 """
 
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="A saved hf_mtl model (directory with config.json, weights and tokenizer).")
     parser.add_argument("texts", nargs="*", help="Input texts (else --input, else standard input).")
-    parser.add_argument("--task", "-t", action="append", default=[], help="Task to predict (repeat for several).")
+    parser.add_argument("--task", "-t", action="append", default=[], help="Task to predict (repeat for several; default: every task of the model that reads plain text).")
     parser.add_argument("--input", "-i", help="A JSON lines or plain text file of inputs.")
     parser.add_argument("--output", help="Write the JSON lines here instead of standard output.")
     parser.add_argument("--batch-size", type=int, default=32, help="Rows per forward pass (default 32).")
@@ -53,7 +54,7 @@ def load_model(model_dir: str):
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
-def read_rows(args: argparse.Namespace, tasks: list[str], pair_tasks: set[str]) -> list[dict]:
+def read_rows(args: argparse.Namespace, tasks: list[str], pair_tasks: set[str], explicit: bool = True) -> list[dict]:
     if args.texts:
         lines, source = list(args.texts), "the command line"
     elif args.input:
@@ -81,6 +82,8 @@ def read_rows(args: argparse.Namespace, tasks: list[str], pair_tasks: set[str]) 
         if not tasks:
             raise ValueError("name the task(s) to predict with --task NAME (or give JSON rows with a \"task\" field).")
         for task in tasks:
+            if not explicit and (task in pair_tasks) != ("\t" in line):
+                continue  # every task by default: a line with a tab is a sentence pair, one without is a single text
             text, _, pair = line.partition("\t") if task in pair_tasks else (line, "", "")
             rows.append({"task": task, "text": text, **({"text_pair": pair} if pair else {})})
     if not rows:
@@ -97,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     for task in args.task:
         model.config.task_index(task)  # unknown task: a clear error listing the model's tasks
     pair_tasks = {spec.name for spec in model.config.task_specs if len(spec.text_columns or []) > 1}
-    rows = read_rows(args, args.task, pair_tasks)
+    # No --task: every task the model has whose input is plain text (multiple choice needs its choices in JSON rows).
+    tasks = args.task or [spec.name for spec in model.config.task_specs if spec.type != "multiple_choice"]
+    rows = read_rows(args, tasks, pair_tasks, explicit=bool(args.task))
     predictor = MultiTaskPredictor(model, tokenizer, batch_size=args.batch_size, max_length=args.max_length)
     results = predictor.predict(rows, progress=len(rows) > args.batch_size)
     output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
