@@ -14,7 +14,6 @@ from .registry import Registry
 from .tasks import TaskSpec
 from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
 from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
-from . import learned_sampling  # noqa: F401  (registers sampling='learned')
 from .sharing import SHARING
 from .training_args import MultiTaskTrainingArguments
 from .trainer import MultiTaskTrainer, NonFiniteLossError
@@ -22,7 +21,6 @@ from .checkpointing import get_last_complete_checkpoint
 from .input_checks import InputError
 from .safe_loading import UnsafeCheckpointError
 from .weighting import WEIGHTINGS
-from . import transfer  # registers the `fixed` and `rehearsal` samplers
 from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
 from .meta import MetaLearningArguments, MetaTrainer
 from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate

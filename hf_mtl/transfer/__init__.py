@@ -1,17 +1,14 @@
-"""Transfer to new tasks: freeze rules (`apply_freeze`), rehearsal sampling (`RehearsalSampler`), and
+"""Transfer to new tasks: freeze rules (`apply_freeze`) and
 `learn_new_task`, which adds a task to a trained model and reports the old tasks' metrics before and after."""
 
 from .freezing import FREEZE_RULES, FreezeError, FreezeReport, apply_freeze, encoder_layers, lora_pattern
 from .learn import TransferReport, TransferResult, learn_new_task
-from .rehearsal import FixedSampler, RehearsalSampler
 
 
 __all__ = [
     "FREEZE_RULES",
-    "FixedSampler",
     "FreezeError",
     "FreezeReport",
-    "RehearsalSampler",
     "TransferReport",
     "TransferResult",
     "apply_freeze",

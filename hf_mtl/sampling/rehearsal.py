@@ -1,6 +1,6 @@
-"""Task samplers for learning a new task without forgetting the old ones: fixed probabilities and rehearsal.
+"""Rehearsal sampling, for learning a new task without forgetting the old ones.
 
-Both register into `hf_mtl.sampling.SAMPLERS`, so `MultiTaskTrainingArguments(sampling="rehearsal",
+Registered in `hf_mtl.sampling.SAMPLERS`, so `MultiTaskTrainingArguments(sampling="rehearsal",
 sampling_kwargs={"ratio": 0.2, "new_tasks": [3]})` works with the stock `MultiTaskTrainer`.
 
 Rehearsal (experience replay) keeps a fraction of the updates on the old tasks' data while the new task is
@@ -14,34 +14,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..sampling import SAMPLERS, TaskSampler
+from .base import SAMPLERS, TaskSampler
 
 
 OLD_TASK_WEIGHTINGS = ("proportional", "uniform")
-
-
-@SAMPLERS.register("fixed")
-class FixedSampler(TaskSampler):
-    """Fixed task probabilities, in task order (normalised; zeros allowed: that task is never drawn).
-
-    Args:
-        probabilities (`list[float]`): one non-negative weight per task.
-    """
-
-    def __init__(self, task_sizes: Sequence[int], probabilities: Sequence[float] | None = None):
-        super().__init__(task_sizes)
-        if probabilities is None or len(probabilities) != len(task_sizes):
-            raise ValueError(
-                f"sampling='fixed' needs `probabilities` with one weight per task ({len(task_sizes)} tasks), "
-                f"got {probabilities!r}."
-            )
-        weights = torch.tensor([float(p) for p in probabilities], dtype=torch.float64)
-        if (weights < 0).any() or not torch.isfinite(weights).all() or weights.sum() <= 0:
-            raise ValueError(f"Task probabilities must be finite, >= 0 and not all zero; got {list(probabilities)}.")
-        self.fixed = weights / weights.sum()
-
-    def probabilities(self, epoch, num_epochs):
-        return self.fixed
 
 
 @SAMPLERS.register("rehearsal")

@@ -19,121 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import ClassVar
 
 import torch
 from torch.utils.data import Sampler
 
-from .registry import Registry
+from .base import TaskSampler
 
 
-SAMPLERS: Registry[type[TaskSampler]] = Registry("sampling")
 BATCHING_CHOICES = ("per_task", "mixed")
-
-
-class TaskSampler:
-    """Task probabilities as a function of training progress. Subclasses implement `probabilities`.
-
-    Samplers that learn from training (see `learned_sampling.py`) override `probabilities_at` (per optimizer step)
-    and the `on_*` hooks, and set `requires_evaluation` when they learn from evaluation metrics.
-    """
-
-    name: ClassVar[str] = ""
-    requires_evaluation: ClassVar[bool] = False
-
-    @property
-    def learns(self) -> bool:
-        """Whether the probabilities depend on training (the batch plan then cannot be known in advance)."""
-        return type(self).probabilities_at is not TaskSampler.probabilities_at
-
-    def __init__(self, task_sizes: Sequence[int]):
-        if not task_sizes:
-            raise ValueError("Task sampling needs at least one task.")
-        if any(size <= 0 for size in task_sizes):
-            raise ValueError(f"Every task needs at least one training example; got sizes {list(task_sizes)}.")
-        self.task_sizes = torch.tensor(list(task_sizes), dtype=torch.float64)
-
-    def probabilities(self, epoch: int, num_epochs: int) -> torch.Tensor:
-        """Probability of each task (in task order) during `epoch` (0-based) of `num_epochs`."""
-        raise NotImplementedError
-
-    def probabilities_at(self, step: int, epoch: int, num_epochs: int) -> torch.Tensor:
-        """Probabilities for global optimizer step `step`; must return the same values when a step is replayed
-        (resume), so learned samplers record what they used."""
-        return self.probabilities(epoch, num_epochs)
-
-    def on_step_end(self, step: int, task_losses: dict[str, float]) -> None:
-        """After each optimizer step, with the mean training loss of each task seen in it."""
-
-    def on_evaluate(self, step: int, metrics: dict[str, float]) -> None:
-        """After each evaluation, with the metrics (`eval_<task>_loss`, `eval_<task>_<metric>`, ...)."""
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors that must survive a resume (none for the stateless samplers here)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        pass
-
-
-@SAMPLERS.register("proportional")
-class ProportionalSampler(TaskSampler):
-    """p_i ∝ n_i: every example is seen about once per epoch; large tasks dominate."""
-
-    def probabilities(self, epoch, num_epochs):
-        return self.task_sizes / self.task_sizes.sum()
-
-
-@SAMPLERS.register("uniform")
-class UniformSampler(TaskSampler):
-    """p_i = 1/K: each task trains equally often, small tasks are repeated, large ones under-sampled."""
-
-    def probabilities(self, epoch, num_epochs):
-        return torch.full_like(self.task_sizes, 1.0 / len(self.task_sizes))
-
-
-@SAMPLERS.register("temperature")
-class TemperatureSampler(TaskSampler):
-    """p_i ∝ n_i^(1/T) (Arivazhagan et al. 2019; T=1 is proportional, T→∞ uniform).
-
-    Args:
-        temperature (`float`, defaults to 2.0): T > 0.
-    """
-
-    def __init__(self, task_sizes, temperature: float = 2.0):
-        super().__init__(task_sizes)
-        if not temperature > 0:
-            raise ValueError(f"Sampling temperature must be > 0, got {temperature}.")
-        self.temperature = float(temperature)
-
-    def probabilities(self, epoch, num_epochs):
-        weights = self.task_sizes ** (1.0 / self.temperature)
-        return weights / weights.sum()
-
-
-@SAMPLERS.register("annealed")
-class AnnealedSampler(TaskSampler):
-    """Annealed sampling (Stickland & Murray, ICML 2019, "BERT and PALs", arXiv:1902.02671).
-
-    p_i ∝ n_i^α with α = 1 − 0.8 (e − 1)/(E − 1) for epoch e = 1..E: proportional at first, closer to uniform at the
-    end, so the small tasks are not forgotten. With a single epoch, α = 1.
-    """
-
-    def probabilities(self, epoch, num_epochs):
-        alpha = 1.0 if num_epochs <= 1 else 1.0 - 0.8 * epoch / (num_epochs - 1)
-        weights = self.task_sizes**alpha
-        return weights / weights.sum()
-
-
-def build_task_sampler(name: str, task_sizes: Sequence[int], **kwargs) -> TaskSampler:
-    cls = SAMPLERS.get(name)
-    import inspect
-
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "task_sizes")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"Unknown argument(s) {unknown} for sampling {name!r}. It accepts: {', '.join(accepted) or '(none)'}.")
-    return cls(task_sizes, **kwargs)
 
 
 def stratified_counts(probabilities: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:

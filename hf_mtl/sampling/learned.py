@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from .sampling import SAMPLERS, TaskSampler
+from .base import SAMPLERS, TaskSampler
 
 
 SIGNALS = ("eval_loss", "train_loss")
