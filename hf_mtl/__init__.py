@@ -1,70 +1,98 @@
 """hf_mtl: multi-task learning as a first-class Transformers citizen.
 
 Importing the package registers `MultiTaskConfig` / `MultiTaskModel` with `AutoConfig` / `AutoModel`, so a
-saved multi-task checkpoint loads with `AutoModel.from_pretrained` and no `trust_remote_code`.
+saved multi-task checkpoint loads with `AutoModel.from_pretrained` and no `trust_remote_code`. That registration is
+the only eager work: every other public name is imported on first use (module `__getattr__`, as transformers and trl
+do), so `import hf_mtl` costs what loading a model needs and not the trainer, the metrics or the recipes.
 """
 
-from transformers import AutoConfig, AutoModel
-
-from .configuration_multitask import MultiTaskConfig
-from .errors import CheckpointError, HfMtlError, LabelError, TaskError
-from .heads import HEADS
-from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, MultiTaskPreTrainedModel
-from .registry import Registry
-from .tasks import TaskSpec
-from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
-from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
-from .sharing import SHARING
-from .training_args import MultiTaskTrainingArguments
-from .trainer import MultiTaskTrainer, NonFiniteLossError
-from .checkpointing import get_last_complete_checkpoint
-from .input_checks import InputError
-from .safe_loading import UnsafeCheckpointError
-from .weighting import WEIGHTINGS
-from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
-from .meta import MetaLearningArguments, MetaTrainer
-from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
+from .utils.version import package_version
 
 
-__version__ = "0.1.0"
+__version__ = package_version()
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+from transformers import AutoConfig, AutoModel  # noqa: E402
+
+from .configuration_multitask import MultiTaskConfig  # noqa: E402
+from .modeling_multitask import MultiTaskModel  # noqa: E402
+
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 
-__all__ = [
-    "HEADS",
-    "SAMPLERS",
-    "SHARING",
-    "WEIGHTINGS",
-    "DataError",
-    "MultiTaskBatchSampler",
-    "MultiTaskCollator",
-    "MultiTaskDataset",
-    "MultiTaskTrainer",
-    "MultiTaskTrainingArguments",
-    "NonFiniteLossError",
-    "InputError",
-    "UnsafeCheckpointError",
-    "get_last_complete_checkpoint",
-    "TaskSampler",
-    "preprocess_task",
-    "CheckpointError",
-    "HfMtlError",
-    "LabelError",
-    "MultiTaskConfig",
-    "MultiTaskModel",
-    "MultiTaskModelOutput",
-    "MultiTaskPreTrainedModel",
-    "Registry",
-    "TaskError",
-    "TaskSpec",
-    "FreezeReport",
-    "TransferReport",
-    "apply_freeze",
-    "learn_new_task",
-    "MetaLearningArguments",
-    "MetaTrainer",
-    "FewShotConfig",
-    "FewShotResult",
-    "few_shot_evaluate",
-]
+# Public name -> (module that defines it, name there). Submodule paths are relative to this package.
+_LAZY: dict[str, tuple[str, str]] = {
+    "CheckpointError": (".errors", "CheckpointError"),
+    "HfMtlError": (".errors", "HfMtlError"),
+    "LabelError": (".errors", "LabelError"),
+    "TaskError": (".errors", "TaskError"),
+    "Registry": (".registry", "Registry"),
+    "TaskSpec": (".tasks", "TaskSpec"),
+    "HEADS": (".heads", "HEADS"),
+    "SHARING": (".sharing", "SHARING"),
+    "MultiTaskModelOutput": (".modeling_multitask", "MultiTaskModelOutput"),
+    "MultiTaskPreTrainedModel": (".modeling_multitask", "MultiTaskPreTrainedModel"),
+    "InputError": (".input_checks", "InputError"),
+    "UnsafeCheckpointError": (".safe_loading", "UnsafeCheckpointError"),
+    "DataError": (".data", "DataError"),
+    "MultiTaskCollator": (".data", "MultiTaskCollator"),
+    "MultiTaskDataset": (".data", "MultiTaskDataset"),
+    "preprocess_task": (".data", "preprocess_task"),
+    "SAMPLERS": (".sampling", "SAMPLERS"),
+    "MultiTaskBatchSampler": (".sampling", "MultiTaskBatchSampler"),
+    "TaskSampler": (".sampling", "TaskSampler"),
+    "WEIGHTINGS": (".weighting", "WEIGHTINGS"),
+    "MultiTaskTrainingArguments": (".training_args", "MultiTaskTrainingArguments"),
+    "MultiTaskTrainer": (".trainer", "MultiTaskTrainer"),
+    "NonFiniteLossError": (".non_finite", "NonFiniteLossError"),
+    "get_last_complete_checkpoint": (".checkpointing", "get_last_complete_checkpoint"),
+    "FreezeReport": (".transfer", "FreezeReport"),
+    "TransferReport": (".transfer", "TransferReport"),
+    "apply_freeze": (".transfer", "apply_freeze"),
+    "learn_new_task": (".transfer", "learn_new_task"),
+    "MetaLearningArguments": (".meta", "MetaLearningArguments"),
+    "MetaTrainer": (".meta", "MetaTrainer"),
+    "FewShotConfig": (".few_shot", "FewShotConfig"),
+    "FewShotResult": (".few_shot", "FewShotResult"),
+    "few_shot_evaluate": (".few_shot", "few_shot_evaluate"),
+}
+
+__all__ = sorted(["__version__", "MultiTaskConfig", "MultiTaskModel", *_LAZY])
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module_name, __name__), attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the lazy names
+    from .checkpointing import get_last_complete_checkpoint
+    from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
+    from .errors import CheckpointError, HfMtlError, LabelError, TaskError
+    from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
+    from .heads import HEADS
+    from .input_checks import InputError
+    from .meta import MetaLearningArguments, MetaTrainer
+    from .modeling_multitask import MultiTaskModelOutput, MultiTaskPreTrainedModel
+    from .non_finite import NonFiniteLossError
+    from .registry import Registry
+    from .safe_loading import UnsafeCheckpointError
+    from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
+    from .sharing import SHARING
+    from .tasks import TaskSpec
+    from .trainer import MultiTaskTrainer
+    from .training_args import MultiTaskTrainingArguments
+    from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
+    from .weighting import WEIGHTINGS

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import __version__
 from .configuration_multitask import MultiTaskConfig
 from .heads import HEADS
+from .utils.version import package_version
 
 
 TEMPLATE_NAME = "multitask_model_card.md"
@@ -131,7 +131,7 @@ def build_model_card(
         recipe_fence="~~~~" if "```" in recipe_text else "```",
         notes=notes,
         cell=_cell,
-        hf_mtl_version=__version__,
+        hf_mtl_version=package_version(),
     )
     template = Path(template_path).read_text(encoding="utf-8") if template_path else load_template()
     card = ModelCard.from_template(card_data, template_str=template, **context)

@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "hf_mtl"
 
 # Lowest first. A module's layer is that of the longest prefix listed here; every module must match one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("errors/utils", ("hf_mtl.errors", "hf_mtl.registry", "hf_mtl.plots", "hf_mtl.safe_loading",
+    ("errors/utils", ("hf_mtl.errors", "hf_mtl.utils", "hf_mtl.registry", "hf_mtl.plots", "hf_mtl.safe_loading",
                       "hf_mtl.input_checks")),
     ("tasks", ("hf_mtl.tasks",)),
     ("heads", ("hf_mtl.heads",)),
@@ -40,7 +40,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Imports that still break the rule, each with the reason it is still there. Each one removed shrinks this list;
 # the aim is an empty list. An entry that no longer matches an import fails the test, so the list cannot go stale.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("hf_mtl.model_card", "hf_mtl"): "the card reads __version__, set in __init__ after the imports",
     ("hf_mtl.tasks", "hf_mtl.heads"): "TaskSpec asks the head classes for its rules (validation, num_labels)",
     ("hf_mtl.configuration_multitask", "hf_mtl.sharing"): "the config checks `sharing` against the registry",
     ("hf_mtl.configuration_multitask", "hf_mtl.task_embedding"): "the config checks the task-embedding choice",
