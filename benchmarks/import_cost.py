@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-WATCHED = ("hf_mtl.trainer", "hf_mtl.training.trainer", "transformers.trainer", "sklearn", "accelerate", "datasets",
+WATCHED = ("hf_mtl.training.trainer", "hf_mtl.training.trainer", "transformers.trainer", "sklearn", "accelerate", "datasets",
            "matplotlib", "peft", "scipy")
 
 _PROBE = """

@@ -23,19 +23,20 @@ AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
 
 # Public name -> (module that defines it, name there). Submodule paths are relative to this package.
+# `TransferReport` is the old name of `NewTaskReport` ("transfer" now means only multi- vs single-task transfer).
 _LAZY: dict[str, tuple[str, str]] = {
     "CheckpointError": (".errors", "CheckpointError"),
     "HfMtlError": (".errors", "HfMtlError"),
     "LabelError": (".errors", "LabelError"),
     "TaskError": (".errors", "TaskError"),
-    "Registry": (".registry", "Registry"),
+    "Registry": (".utils.registry", "Registry"),
     "TaskSpec": (".tasks", "TaskSpec"),
     "HEADS": (".heads", "HEADS"),
     "SHARING": (".sharing", "SHARING"),
     "MultiTaskModelOutput": (".modeling_multitask", "MultiTaskModelOutput"),
     "MultiTaskPreTrainedModel": (".modeling_multitask", "MultiTaskPreTrainedModel"),
-    "InputError": (".input_checks", "InputError"),
-    "UnsafeCheckpointError": (".safe_loading", "UnsafeCheckpointError"),
+    "InputError": (".utils.input_checks", "InputError"),
+    "UnsafeCheckpointError": (".utils.safe_loading", "UnsafeCheckpointError"),
     "DataError": (".data", "DataError"),
     "MultiTaskCollator": (".data", "MultiTaskCollator"),
     "MultiTaskDataset": (".data", "MultiTaskDataset"),
@@ -44,19 +45,20 @@ _LAZY: dict[str, tuple[str, str]] = {
     "MultiTaskBatchSampler": (".sampling", "MultiTaskBatchSampler"),
     "TaskSampler": (".sampling", "TaskSampler"),
     "WEIGHTINGS": (".weighting", "WEIGHTINGS"),
-    "MultiTaskTrainingArguments": (".training_args", "MultiTaskTrainingArguments"),
-    "MultiTaskTrainer": (".trainer", "MultiTaskTrainer"),
-    "NonFiniteLossError": (".non_finite", "NonFiniteLossError"),
-    "get_last_complete_checkpoint": (".checkpointing", "get_last_complete_checkpoint"),
-    "FreezeReport": (".transfer", "FreezeReport"),
-    "TransferReport": (".transfer", "TransferReport"),
-    "apply_freeze": (".transfer", "apply_freeze"),
-    "learn_new_task": (".transfer", "learn_new_task"),
-    "MetaLearningArguments": (".meta", "MetaLearningArguments"),
-    "MetaTrainer": (".meta", "MetaTrainer"),
-    "FewShotConfig": (".few_shot", "FewShotConfig"),
-    "FewShotResult": (".few_shot", "FewShotResult"),
-    "few_shot_evaluate": (".few_shot", "few_shot_evaluate"),
+    "MultiTaskTrainingArguments": (".training.arguments", "MultiTaskTrainingArguments"),
+    "MultiTaskTrainer": (".training.trainer", "MultiTaskTrainer"),
+    "NonFiniteLossError": (".training.non_finite", "NonFiniteLossError"),
+    "get_last_complete_checkpoint": (".training.checkpointing", "get_last_complete_checkpoint"),
+    "FreezeReport": (".adaptation", "FreezeReport"),
+    "NewTaskReport": (".adaptation", "NewTaskReport"),
+    "TransferReport": (".adaptation", "NewTaskReport"),
+    "apply_freeze": (".adaptation", "apply_freeze"),
+    "learn_new_task": (".adaptation", "learn_new_task"),
+    "MetaLearningArguments": (".adaptation.meta", "MetaLearningArguments"),
+    "MetaTrainer": (".adaptation.meta", "MetaTrainer"),
+    "FewShotConfig": (".adaptation.few_shot", "FewShotConfig"),
+    "FewShotResult": (".adaptation.few_shot", "FewShotResult"),
+    "few_shot_evaluate": (".adaptation.few_shot", "few_shot_evaluate"),
 }
 
 __all__ = sorted(["__version__", "MultiTaskConfig", "MultiTaskModel", *_LAZY])
@@ -78,21 +80,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the lazy names
-    from .checkpointing import get_last_complete_checkpoint
+    from .training.checkpointing import get_last_complete_checkpoint
     from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
     from .errors import CheckpointError, HfMtlError, LabelError, TaskError
-    from .few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
+    from .adaptation.few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
     from .heads import HEADS
-    from .input_checks import InputError
-    from .meta import MetaLearningArguments, MetaTrainer
+    from .utils.input_checks import InputError
+    from .adaptation.meta import MetaLearningArguments, MetaTrainer
     from .modeling_multitask import MultiTaskModelOutput, MultiTaskPreTrainedModel
-    from .non_finite import NonFiniteLossError
-    from .registry import Registry
-    from .safe_loading import UnsafeCheckpointError
+    from .training.non_finite import NonFiniteLossError
+    from .utils.registry import Registry
+    from .utils.safe_loading import UnsafeCheckpointError
     from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
     from .sharing import SHARING
     from .tasks import TaskSpec
-    from .trainer import MultiTaskTrainer
-    from .training_args import MultiTaskTrainingArguments
-    from .transfer import FreezeReport, TransferReport, apply_freeze, learn_new_task
+    from .training.trainer import MultiTaskTrainer
+    from .training.arguments import MultiTaskTrainingArguments
+    from .adaptation import FreezeReport, NewTaskReport, apply_freeze, learn_new_task
+    from .adaptation import NewTaskReport as TransferReport
     from .weighting import WEIGHTINGS

@@ -44,7 +44,7 @@ class TaskSpec:
             `MultiTaskConfig.pooling`. Token-level heads do not pool.
         input_group (`str`, *optional*):
             Tasks with the same input group label the same rows (e.g. ATIS intent and slots): training reads each
-            row once, one encoder pass scoring every head of the group (JointBERT-style, see `hf_mtl.joint`).
+            row once, one encoder pass scoring every head of the group (JointBERT-style, see `hf_mtl.data.joint`).
     """
 
     name: str

@@ -18,22 +18,18 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "hf_mtl"
 
 # Lowest first. A module's layer is that of the longest prefix listed here; every module must match one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("errors/utils", ("hf_mtl.errors", "hf_mtl.utils", "hf_mtl.registry", "hf_mtl.plots", "hf_mtl.safe_loading",
-                      "hf_mtl.input_checks")),
+    ("errors/utils", ("hf_mtl.errors", "hf_mtl.utils")),
     ("tasks", ("hf_mtl.tasks",)),
     ("heads", ("hf_mtl.heads",)),
     ("configuration", ("hf_mtl.configuration_multitask",)),
     ("sharing", ("hf_mtl.sharing",)),
-    ("modeling", ("hf_mtl.modeling_multitask", "hf_mtl.adversarial", "hf_mtl.task_embedding", "hf_mtl.inference")),
-    ("hub, data, weighting, sampling", ("hf_mtl.model_card", "hf_mtl.data", "hf_mtl.synthetic", "hf_mtl.joint",
-                                        "hf_mtl.augmentation", "hf_mtl.weighting", "hf_mtl.sampling")),
-    ("evaluation", ("hf_mtl.evaluation", "hf_mtl.affinity")),
-    ("training", ("hf_mtl.trainer", "hf_mtl.training_args", "hf_mtl.task_gradients", "hf_mtl.checkpointing",
-                  "hf_mtl.non_finite", "hf_mtl.callbacks", "hf_mtl.refinement", "hf_mtl.tracking",
-                  "hf_mtl.sharing.reporting")),
-    ("adaptation", ("hf_mtl.transfer", "hf_mtl.few_shot", "hf_mtl.meta")),
+    ("modeling", ("hf_mtl.modeling_multitask", "hf_mtl.inference")),
+    ("hub, data, weighting, sampling", ("hf_mtl.hub", "hf_mtl.data", "hf_mtl.weighting", "hf_mtl.sampling")),
+    ("evaluation", ("hf_mtl.evaluation",)),
+    ("training", ("hf_mtl.training",)),
+    ("adaptation", ("hf_mtl.adaptation",)),
     ("recipes", ("hf_mtl.recipes",)),
-    ("cli", ("hf_mtl.cli", "hf_mtl.commands")),
+    ("cli", ("hf_mtl.cli",)),
     ("public API", ("hf_mtl",)),
 ]
 
@@ -42,18 +38,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ALLOWED: dict[tuple[str, str], str] = {
     ("hf_mtl.tasks", "hf_mtl.heads"): "TaskSpec asks the head classes for its rules (validation, num_labels)",
     ("hf_mtl.configuration_multitask", "hf_mtl.sharing"): "the config checks `sharing` against the registry",
-    ("hf_mtl.configuration_multitask", "hf_mtl.task_embedding"): "the config checks the task-embedding choice",
     ("hf_mtl.sharing.base", "hf_mtl.modeling_multitask"): "sharing hooks are typed on the whole MultiTaskModel",
     ("hf_mtl.sharing.experts", "hf_mtl.modeling_multitask"): "sharing hooks are typed on the whole MultiTaskModel",
     ("hf_mtl.sharing.hierarchical", "hf_mtl.modeling_multitask"): "sharing hooks typed on MultiTaskModel",
     ("hf_mtl.sharing.lora", "hf_mtl.modeling_multitask"): "sharing hooks are typed on the whole MultiTaskModel",
     ("hf_mtl.sharing.shared_private", "hf_mtl.modeling_multitask"): "sharing hooks typed on MultiTaskModel",
     ("hf_mtl.sharing.adashare", "hf_mtl.modeling_multitask"): "sharing hooks are typed on the whole MultiTaskModel",
-    ("hf_mtl.sharing.adashare", "hf_mtl.sharing.reporting"): "the scheme writes its report via a training callback module",
-    ("hf_mtl.sharing.experts", "hf_mtl.sharing.reporting"): "the scheme writes its report via a training callback module",
-    ("hf_mtl.sharing.reporting", "hf_mtl.trainer"): "the sharing callback holds the trainer",
-    ("hf_mtl.affinity", "hf_mtl.trainer"): "the affinity callback holds the trainer",
-    ("hf_mtl.callbacks", "hf_mtl.trainer"): "the callbacks hold the trainer",
+    ("hf_mtl.training.callbacks.strategies", "hf_mtl.training.trainer"): "the callback holds the trainer",
+    ("hf_mtl.training.callbacks.sharing", "hf_mtl.training.trainer"): "the callback holds the trainer",
+    ("hf_mtl.training.callbacks.affinity", "hf_mtl.training.trainer"): "the callback holds the trainer",
 }
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Not loaded by `import hf_mtl`. accelerate and scipy are absent from this list on purpose: transformers'
 # PreTrainedModel itself imports them, so hf_mtl cannot keep them out.
-NOT_LOADED = ("hf_mtl.trainer", "hf_mtl.training", "hf_mtl.recipes", "hf_mtl.cli", "transformers.trainer", "sklearn",
+NOT_LOADED = ("hf_mtl.training.trainer", "hf_mtl.training", "hf_mtl.recipes", "hf_mtl.cli", "transformers.trainer", "sklearn",
               "datasets", "matplotlib", "seqeval", "peft")
 
 

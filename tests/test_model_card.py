@@ -6,7 +6,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoConfig, BertTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.model_card import build_model_card, load_template, read_eval_results, save_model_card
+from hf_mtl.hub.model_card import build_model_card, load_template, read_eval_results, save_model_card
 
 from .conftest import ALL_TASKS, tiny_bert_config
 

@@ -1,4 +1,4 @@
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 HEADS = Registry("task type")

@@ -24,14 +24,14 @@ from typing import Any
 import yaml
 from transformers import BertConfig, HfArgumentParser
 
-from ..augmentation import AugmentationConfig
-from ..augmentation.dataset import resolve_methods
+from ..data.augmentation import AugmentationConfig
+from ..data.augmentation.dataset import resolve_methods
 from ..configuration_multitask import MultiTaskConfig
 from ..evaluation import main_metric
 from ..heads import HEADS
-from ..model_card import drop_secrets
-from ..synthetic import demo_tasks
-from ..training_args import MultiTaskTrainingArguments
+from ..hub.model_card import drop_secrets
+from ..data.demo_data import demo_tasks
+from ..training.arguments import MultiTaskTrainingArguments
 from .arguments import DATA_KEYS, TASK_KEYS, DataArguments, ModelArguments, TaskEntry, config_fields
 from .errors import RecipeError
 

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, BertConfig, set_seed
 from ..configuration_multitask import MultiTaskConfig
 from ..evaluation import main_metric
 from ..modeling_multitask import MultiTaskModel
-from ..trainer import MultiTaskTrainer
+from ..training.trainer import MultiTaskTrainer
 from .data import TaskData, load_recipe_data
 from .loader import Recipe
 
@@ -155,7 +155,7 @@ def train_recipe(
 
 
 def write_run_reports(recipe: Recipe, result: RunResult, train_metrics: dict[str, float]) -> dict[str, Path]:
-    from ..plots import plot_training_curves
+    from ..utils.plotting import plot_training_curves
 
     out = result.output_dir
     out.mkdir(parents=True, exist_ok=True)

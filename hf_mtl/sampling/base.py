@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import torch
 
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 SAMPLERS: Registry[type[TaskSampler]] = Registry("sampling")

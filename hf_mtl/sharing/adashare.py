@@ -298,7 +298,7 @@ class AdaShareSharing(SharingScheme):
             self.fix_policy(model)
         if not write:
             return []
-        from .reporting import write_policy_report
+        from .reports import write_policy_report
 
         names = model.config.task_names
         return write_policy_report(output_dir, names, self.execute_probabilities(names), self.policy(names))

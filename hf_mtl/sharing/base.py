@@ -22,7 +22,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import TaskError
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 if TYPE_CHECKING:

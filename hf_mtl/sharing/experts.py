@@ -395,7 +395,7 @@ class MMoESharing(SharingScheme):
         if not final:
             logger.warning("No gate weights were recorded during training (no training step ran): expert_gates.png not written.")
             return []
-        from .reporting import write_gate_report
+        from .reports import write_gate_report
 
         return write_gate_report(output_dir, self.name, model.config, final, self.expert_names)
 

@@ -3,7 +3,7 @@ above are copied per task group (each task its own group unless grouped).
 
 Low layers hold general, lexical features and high layers task-specific ones (Søgaard & Goldberg, ACL 2016;
 Sanh et al., AAAI 2019, HMTL), so sharing only the bottom lets unrelated tasks stop competing for the top, while
-related tasks grouped together keep sharing more (groups can come from `hf_mtl.affinity.suggest_groups`, Fifty et
+related tasks grouped together keep sharing more (groups can come from `hf_mtl.evaluation.affinity.suggest_groups`, Fifty et
 al. 2021). With a backbone checkpoint every copy starts from the backbone's own upper layers.
 
 Implementation: each upper layer in the backbone's layer list is replaced by a `GroupRoutedLayer` holding one copy

