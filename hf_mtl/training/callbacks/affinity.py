@@ -16,7 +16,7 @@ from ...evaluation.affinity import AFFINITY_JSON, AFFINITY_PNG, lookahead_affini
 
 
 if TYPE_CHECKING:
-    from ..trainer import MultiTaskTrainer
+    from .trainer_protocol import TrainerProtocol
 
 
 logger = logging.get_logger(__name__)
@@ -28,7 +28,7 @@ class TaskAffinityCallback(TrainerCallback):
     Added by `MultiTaskTrainer` when `task_affinity_steps > 0`. Only the main process measures and writes.
     """
 
-    def __init__(self, trainer: MultiTaskTrainer):
+    def __init__(self, trainer: TrainerProtocol):
         self.trainer = trainer
         args = trainer.args
         model = trainer.model

@@ -10,7 +10,7 @@ from transformers.utils import logging
 
 
 if TYPE_CHECKING:
-    from ..trainer import MultiTaskTrainer
+    from .trainer_protocol import TrainerProtocol
 
 
 logger = logging.get_logger(__name__)
@@ -21,7 +21,7 @@ class SharingCallback(TrainerCallback):
     `MultiTaskTrainer` for every model (the hooks of fixed schemes do nothing). Training logs are added by the
     trainer's `log` (a callback cannot change what is logged)."""
 
-    def __init__(self, trainer: MultiTaskTrainer):
+    def __init__(self, trainer: TrainerProtocol):
         self.trainer = trainer
 
     def on_step_begin(self, args, state, control, **kwargs):

@@ -15,7 +15,7 @@ from ..non_finite import NonFiniteLossError, gradients_are_finite, non_finite_me
 
 
 if TYPE_CHECKING:
-    from ..trainer import MultiTaskTrainer
+    from .trainer_protocol import TrainerProtocol
 
 
 logger = logging.get_logger(__name__)
@@ -26,7 +26,7 @@ def _distributed() -> bool:
 
 
 class MultiTaskCallback(TrainerCallback):
-    def __init__(self, trainer: MultiTaskTrainer):
+    def __init__(self, trainer: TrainerProtocol):
         self.trainer = trainer
         self._weighting_state: dict[str, torch.Tensor] | None = None
 

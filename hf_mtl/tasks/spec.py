@@ -10,7 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import TaskError
+from ..errors import TaskError
+from .types import POOLING_CHOICES, TASK_TYPES
 
 
 _TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -76,17 +77,15 @@ class TaskSpec:
             if isinstance(self.text_columns, str):
                 self.text_columns = [self.text_columns]
             self.text_columns = list(self.text_columns)
-        from .heads import HEADS, POOLING_CHOICES  # heads import this module, so the registry is looked up lazily
-
         if self.pooling is not None and self.pooling not in POOLING_CHOICES:
             raise TaskError(
                 f"Task {self.name!r}: unknown pooling {self.pooling!r}. Choose one of: {', '.join(POOLING_CHOICES)} "
                 "(or leave it unset to follow the model's `pooling`)."
             )
 
-        if self.type not in HEADS:
-            raise TaskError(f"Task {self.name!r}: {HEADS.unknown_message(self.type)}")
-        HEADS.get(self.type).validate_task(self)
+        if self.type not in TASK_TYPES:
+            raise TaskError(f"Task {self.name!r}: {TASK_TYPES.unknown_message(self.type)}")
+        TASK_TYPES.get(self.type).validate(self)
 
     @classmethod
     def from_any(cls, task: TaskSpec | dict[str, Any]) -> TaskSpec:
@@ -109,9 +108,7 @@ class TaskSpec:
     @property
     def num_labels(self) -> int:
         """Width of the head's output (1 for regression and multiple choice)."""
-        from .heads import HEADS
-
-        return HEADS.get(self.type).num_outputs(self)
+        return TASK_TYPES.get(self.type).num_outputs(self)
 
     @property
     def id2label(self) -> dict[int, str]:
