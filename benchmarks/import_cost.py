@@ -19,8 +19,8 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-WATCHED = ("hf_mtl.training.trainer", "hf_mtl.training.trainer", "transformers.trainer", "sklearn", "accelerate", "datasets",
-           "matplotlib", "peft", "scipy")
+WATCHED = ("hf_mtl.trainer", "hf_mtl.training.trainer", "transformers.trainer", "sklearn", "accelerate",
+           "datasets", "matplotlib", "peft", "scipy")  # the first is the trainer's path before the layout change
 
 _PROBE = """
 import json, sys, time

@@ -61,7 +61,45 @@ _LAZY: dict[str, tuple[str, str]] = {
     "few_shot_evaluate": (".adaptation.few_shot", "few_shot_evaluate"),
 }
 
-__all__ = sorted(["__version__", "MultiTaskConfig", "MultiTaskModel", *_LAZY])
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "FewShotConfig",
+    "FewShotResult",
+    "FreezeReport",
+    "HEADS",
+    "HfMtlError",
+    "InputError",
+    "LabelError",
+    "MetaLearningArguments",
+    "MetaTrainer",
+    "MultiTaskBatchSampler",
+    "MultiTaskCollator",
+    "MultiTaskConfig",
+    "MultiTaskDataset",
+    "MultiTaskModel",
+    "MultiTaskModelOutput",
+    "MultiTaskPreTrainedModel",
+    "MultiTaskTrainer",
+    "MultiTaskTrainingArguments",
+    "NewTaskReport",
+    "NonFiniteLossError",
+    "Registry",
+    "SAMPLERS",
+    "SHARING",
+    "TaskError",
+    "TaskSampler",
+    "TaskSpec",
+    "TransferReport",
+    "UnsafeCheckpointError",
+    "WEIGHTINGS",
+    "__version__",
+    "apply_freeze",
+    "few_shot_evaluate",
+    "get_last_complete_checkpoint",
+    "learn_new_task",
+    "preprocess_task",
+]
 
 
 def __getattr__(name: str):
@@ -80,22 +118,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the lazy names
-    from .training.checkpointing import get_last_complete_checkpoint
+    from .adaptation import FreezeReport, NewTaskReport, apply_freeze, learn_new_task
+    from .adaptation import NewTaskReport as TransferReport
+    from .adaptation.few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
+    from .adaptation.meta import MetaLearningArguments, MetaTrainer
     from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
     from .errors import CheckpointError, HfMtlError, LabelError, TaskError
-    from .adaptation.few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
     from .heads import HEADS
-    from .utils.input_checks import InputError
-    from .adaptation.meta import MetaLearningArguments, MetaTrainer
     from .modeling_multitask import MultiTaskModelOutput, MultiTaskPreTrainedModel
-    from .training.non_finite import NonFiniteLossError
-    from .utils.registry import Registry
-    from .utils.safe_loading import UnsafeCheckpointError
     from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
     from .sharing import SHARING
     from .tasks import TaskSpec
-    from .training.trainer import MultiTaskTrainer
     from .training.arguments import MultiTaskTrainingArguments
-    from .adaptation import FreezeReport, NewTaskReport, apply_freeze, learn_new_task
-    from .adaptation import NewTaskReport as TransferReport
+    from .training.checkpointing import get_last_complete_checkpoint
+    from .training.non_finite import NonFiniteLossError
+    from .training.trainer import MultiTaskTrainer
+    from .utils.input_checks import InputError
+    from .utils.registry import Registry
+    from .utils.safe_loading import UnsafeCheckpointError
     from .weighting import WEIGHTINGS

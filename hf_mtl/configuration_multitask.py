@@ -10,8 +10,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .errors import TaskError
 from .heads import POOLING_CHOICES
-from .sharing import SHARING
 from .heads.task_embedding import TASK_EMBEDDING_CHOICES
+from .sharing import SHARING
 from .tasks import TaskSpec, check_unique_names
 
 

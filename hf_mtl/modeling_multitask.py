@@ -11,15 +11,15 @@ from torch import nn
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
-from .heads.discriminator import TaskDiscriminator
 from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
+from .heads.discriminator import TaskDiscriminator
+from .heads.task_embedding import TaskEmbedding
+from .sharing import SHARING, EncodedBatch, SharingScheme
+from .tasks import TaskSpec, check_unique_names
 from .utils.input_checks import check_model_inputs
 from .utils.safe_loading import safe_weights_loading
-from .sharing import SHARING, EncodedBatch, SharingScheme
-from .heads.task_embedding import TaskEmbedding
-from .tasks import TaskSpec, check_unique_names
 
 
 logger = logging.get_logger(__name__)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainingArguments
-from hf_mtl.evaluation.affinity import _partitions, lookahead_affinity, partition_score, suggest_groups
 from hf_mtl.cli import main
 from hf_mtl.data.demo_data import demo_datasets
+from hf_mtl.evaluation.affinity import _partitions, lookahead_affinity, partition_score, suggest_groups
 
 from .conftest import tiny_bert_config
 from .test_trainer import TASKS, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)

@@ -15,6 +15,7 @@ from hf_mtl import TaskSpec
 from hf_mtl.data.augmentation import AUGMENTATIONS, AugmentationConfig, AugmentationError, augment_dataset
 from hf_mtl.data.augmentation.bio import is_valid_bio, mention_tags, segments
 
+
 SEQUENCE_METHODS = ["random_deletion", "random_insertion", "random_swap"]
 TOKEN_METHODS = ["label_wise_token_replacement", "mention_replacement", "shuffle_within_segments"]
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "john", "paris", "big", "red", "runs", "fast", "x", "y"]

@@ -20,7 +20,6 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import report  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
-
 from hf_mtl.cli import main as cli_main  # noqa: E402
 
 

@@ -5,8 +5,8 @@ import pytest
 from transformers import AutoModel, AutoTokenizer
 
 from hf_mtl.cli import main
-from hf_mtl.inference import MultiTaskPredictor
 from hf_mtl.data.demo_data import demo_datasets
+from hf_mtl.inference import MultiTaskPredictor
 
 from .recipe_helpers import RECIPES, TINY, write_jsonl
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Not loaded by `import hf_mtl`. accelerate and scipy are absent from this list on purpose: transformers'
 # PreTrainedModel itself imports them, so hf_mtl cannot keep them out.
-NOT_LOADED = ("hf_mtl.training.trainer", "hf_mtl.training", "hf_mtl.recipes", "hf_mtl.cli", "transformers.trainer", "sklearn",
+NOT_LOADED = ("hf_mtl.training", "hf_mtl.recipes", "hf_mtl.cli", "transformers.trainer", "sklearn",
               "datasets", "matplotlib", "seqeval", "peft")
 
 
@@ -57,3 +57,7 @@ def test_samplers_register_without_the_package_init():
     from hf_mtl.sampling import SAMPLERS
 
     assert {"proportional", "uniform", "temperature", "annealed", "learned", "fixed", "rehearsal"} <= set(SAMPLERS)
+
+
+def test_all_lists_the_eager_and_the_lazy_names():
+    assert sorted(hf_mtl.__all__) == sorted({"__version__", "MultiTaskConfig", "MultiTaskModel", *hf_mtl._LAZY})

@@ -12,7 +12,7 @@ from .conftest import ALL_TASKS, tiny_bert_config
 
 
 FAKE_TOKEN = "hf_" + "Zq4Xw9Lk2Pm7Rt5Vb8Nc3Hd6Jf1Gs0Ya"  # the shape of a real token, 30+ characters after hf_
-WORDS = "a an and the first second one example sky is blue made of cheese film good bad".split()
+WORDS = ["a", "an", "and", "the", "first", "second", "one", "example", "sky", "is", "blue", "made", "of", "cheese", "film", "good", "bad"]
 
 
 def save_tiny_checkpoint(directory, tasks, encoder=None):

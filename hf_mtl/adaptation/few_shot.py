@@ -30,11 +30,11 @@ from ..configuration_multitask import MultiTaskConfig
 from ..data import DataError, preprocess_task
 from ..errors import HfMtlError, TaskError
 from ..evaluation import compute_task_metrics, main_metric
-from .meta.episodes import balanced_order, balancing_labels
-from .meta.functional import EpisodeBatches
 from ..modeling_multitask import MultiTaskModel
 from ..tasks import TaskSpec
 from .freezing import apply_freeze
+from .meta.episodes import balanced_order, balancing_labels
+from .meta.functional import EpisodeBatches
 
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -17,8 +17,8 @@ from ..errors import TaskError
 from ..evaluation import LOWER_IS_BETTER, main_metric
 from ..modeling_multitask import MultiTaskModel
 from ..tasks import TaskSpec
-from ..training.trainer import MultiTaskTrainer
 from ..training.arguments import MultiTaskTrainingArguments
+from ..training.trainer import MultiTaskTrainer
 from .freezing import FreezeReport, apply_freeze
 
 

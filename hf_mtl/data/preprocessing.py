@@ -17,7 +17,6 @@ from ..errors import HfMtlError, LabelError
 from ..tasks import TaskSpec
 
 
-
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 DEFAULT_TEXT_COLUMNS = {

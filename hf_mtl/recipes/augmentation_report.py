@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..evaluation.metrics import LOWER_IS_BETTER
 from ..evaluation.comparison import paired_comparison
+from ..evaluation.metrics import LOWER_IS_BETTER
 from .loader import Recipe
 from .run import train_recipe
 

@@ -21,12 +21,11 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, Value, load_dataset
 
-from ..data.augmentation import AugmentationConfig
 from ..data import encode_labels, label_column, text_columns
+from ..data.augmentation import AugmentationConfig
 from ..data.demo_data import demo_datasets
 from ..tasks import TaskSpec
 from .arguments import DATA_FORMATS, TaskEntry
-from .errors import RecipeError
 from .loader import Recipe
 
 

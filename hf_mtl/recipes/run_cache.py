@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 RUN_RECORD = "run.json"
 # Modules that only present results: editing them does not change what a run computes.
 _PRESENTATION = ("cli/", "utils/plotting.py", "hub/model_card.py", "evaluation/comparison.py",

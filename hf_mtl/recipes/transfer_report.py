@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..evaluation.comparison import card_rows, planned_task_rows, steps_for_rows, transfer_table, write_transfer_report
 from .loader import Recipe
@@ -111,8 +112,8 @@ def _plan(recipe: Recipe, label: str, seed: int, changes: dict[str, Any], runs_d
 
 def execute_run(run: PlannedRun, threads: int | None = None) -> RunRecord:
     """Train one planned run and leave its record (in this process, or in a worker with `threads` CPU threads)."""
-    from .run import train_recipe
     from ..evaluation.comparison import trainer_task_rows
+    from .run import train_recipe
 
     if threads is not None:
         import torch

@@ -25,7 +25,16 @@ import torch
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, merge_rows, run_encoder_by_rows, slice_rows
+from .base import (
+    SHARING,
+    EncodedBatch,
+    SharedModel,
+    SharingScheme,
+    find_layer_list,
+    merge_rows,
+    run_encoder_by_rows,
+    slice_rows,
+)
 
 
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")

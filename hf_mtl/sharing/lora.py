@@ -231,7 +231,7 @@ class LoraSharing(SharingScheme):
         with open(os.path.join(save_directory, "hf_mtl_adapter.json"), "w") as handle:
             json.dump({"task": model.config.task_spec(task).to_dict(), "backbone_frozen": self.options.freeze_backbone}, handle, indent=2)
         if not self.options.freeze_backbone:
-            warnings.warn(
+            warnings.warn(  # noqa: B028
                 f"The backbone of this model was trainable (freeze_backbone=False): the exported adapter of {task!r} "
                 "reproduces the model's outputs only on this model's backbone weights, not on the original backbone."
             )

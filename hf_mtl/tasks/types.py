@@ -41,12 +41,11 @@ class TaskType:
     @classmethod
     def validate(cls, task: TaskFields) -> None:
         """Raise `TaskError` if the spec cannot describe a task of this type."""
-        if cls.requires_labels:
-            if not task.labels or len(task.labels) < cls.min_labels:
-                raise TaskError(
-                    f"Task {task.name!r} of type {task.type!r} needs `labels` with at least {cls.min_labels} label "
-                    f"name(s), got {task.labels!r}."
-                )
+        if cls.requires_labels and (not task.labels or len(task.labels) < cls.min_labels):
+            raise TaskError(
+                f"Task {task.name!r} of type {task.type!r} needs `labels` with at least {cls.min_labels} label "
+                f"name(s), got {task.labels!r}."
+            )
 
     @classmethod
     def num_outputs(cls, task: TaskFields) -> int:

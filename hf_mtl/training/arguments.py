@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-
 from transformers import TrainingArguments
 
 from ..sampling import BATCHING_CHOICES, SAMPLERS

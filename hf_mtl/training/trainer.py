@@ -27,8 +27,18 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, rotate_checkpoints
 from transformers.utils import logging
 
+from ..data import MultiTaskCollator, MultiTaskDataset, preprocess_task
+from ..data.joint import merge_stream, training_streams
+from ..errors import TaskError
+from ..evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
 from ..heads.discriminator import ganin_coefficient
+from ..modeling_multitask import MultiTaskModel
+from ..sampling import MultiTaskBatchSampler, build_task_sampler
+from ..utils.input_checks import check_tokenizer_fits_model
+from ..weighting import build_weighting
+from .arguments import MultiTaskTrainingArguments
 from .callbacks.affinity import TaskAffinityCallback
+from .callbacks.sharing import SharingCallback
 from .callbacks.strategies import MultiTaskCallback
 from .checkpointing import (
     clear_checkpoint_marker,
@@ -38,19 +48,9 @@ from .checkpointing import (
     verify_checkpoint,
     verify_checkpoint_tasks,
 )
-from ..data import MultiTaskCollator, MultiTaskDataset, preprocess_task
-from ..errors import TaskError
-from ..evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
-from ..utils.input_checks import check_tokenizer_fits_model
-from ..data.joint import merge_stream, training_streams
-from ..modeling_multitask import MultiTaskModel
-from .non_finite import NonFiniteLossError, non_finite_message, split_finite
-from ..sampling import MultiTaskBatchSampler, build_task_sampler
-from .callbacks.sharing import SharingCallback
-from .task_gradients import accumulate_task_gradients
 from .loss_tracking import TaskLossTracker
-from .arguments import MultiTaskTrainingArguments
-from ..weighting import build_weighting
+from .non_finite import NonFiniteLossError, non_finite_message, split_finite
+from .task_gradients import accumulate_task_gradients
 
 
 logger = logging.get_logger(__name__)
@@ -274,7 +274,7 @@ class MultiTaskTrainer(Trainer):
 
     def _task_dataloader(self, task: str, dataset: Dataset) -> DataLoader:
         collate = self.data_collator.for_task(task) if hasattr(self.data_collator, "for_task") else (
-            lambda features, i=self.task_names.index(task): self.data_collator([{**f, "task_id": i} for f in features])
+            lambda features, i=self.task_names.index(task): self.data_collator([{**f, "task_id": i} for f in features])  # noqa: B008
         )
         loader = DataLoader(
             dataset,

@@ -4,7 +4,6 @@ error deep inside the encoder (or, on a GPU, a device-side assert)."""
 from __future__ import annotations
 
 import torch
-
 from transformers.utils import logging
 
 from ..errors import HfMtlError, LabelError

@@ -69,9 +69,9 @@ def safe_weights_loading(source, kwargs: dict) -> Iterator[None]:
     if defaulted:
         kwargs["use_safetensors"] = True
     folder = _local_folder(source, kwargs.get("subfolder", ""))
-    if folder is None and os.path.isfile(str(source)) and kwargs["use_safetensors"]:
-        if not str(source).endswith(".safetensors"):
-            raise UnsafeCheckpointError(_refusal(source, [os.path.basename(str(source))]))
+    if (folder is None and os.path.isfile(str(source)) and kwargs["use_safetensors"]
+            and not str(source).endswith(".safetensors")):
+        raise UnsafeCheckpointError(_refusal(source, [os.path.basename(str(source))]))
     if folder is not None:
         check_safetensors_files(folder)
     try:

@@ -47,7 +47,7 @@ def run(args) -> int:
         print(json.dumps({"tasks": tasks, "affinity": matrix.tolist(), "groups": groups, "score": score, "plot": plot_path}, indent=2))
         return 0
     width = max(len(t) for t in tasks) + 2
-    print(f"Inter-task affinity z[i -> j] (row i: lookahead step on task i; column j: change of task j's loss),")
+    print("Inter-task affinity z[i -> j] (row i: lookahead step on task i; column j: change of task j's loss),")
     print(f"mean of {data.get('num_measurements', '?')} measurement(s); > 0 helps, < 0 hurts.\n")
     print(" " * width + "".join(f"{t[:10]:>11}" for t in tasks))
     for task, row in zip(tasks, matrix):  # %g: affinities scale with the lookahead rate and can be 1e-5 or smaller

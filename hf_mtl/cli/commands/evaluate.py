@@ -65,8 +65,8 @@ def load_eval_data(data: list[str], model_config, split: str, overrides: list[st
 
 def run(args: argparse.Namespace) -> int:
     from ...evaluation import main_metric
-    from ...training.trainer import MultiTaskTrainer
     from ...training.arguments import MultiTaskTrainingArguments
+    from ...training.trainer import MultiTaskTrainer
     from .predict import load_model
 
     model, tokenizer = load_model(args.model_dir)

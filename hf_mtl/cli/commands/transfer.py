@@ -44,9 +44,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
+    from ...adaptation import learn_new_task
     from ...modeling_multitask import MultiTaskModel
     from ...training.arguments import MultiTaskTrainingArguments
-    from ...adaptation import learn_new_task
 
     if not os.path.isdir(args.model):
         raise FileNotFoundError(f"Model directory {args.model!r} does not exist.")

@@ -21,6 +21,7 @@ from .random_insertion import RandomInsertion
 from .random_swap import RandomSwap
 from .shuffle_within_segments import ShuffleWithinSegments
 
+
 __all__ = [
     "AUGMENTATIONS",
     "Augmentation",

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ...errors import HfMtlError
 from ...utils.registry import Registry
 
+
 SEQUENCE_TASK_TYPES = ("sequence_classification", "multi_label_classification", "regression")
 TOKEN_TASK_TYPES = ("token_classification",)
 
