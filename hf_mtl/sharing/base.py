@@ -26,8 +26,28 @@ from ..utils.registry import Registry
 
 
 if TYPE_CHECKING:
-    from ..configuration_multitask import MultiTaskConfig
+    from transformers import PreTrainedConfig
+
     from ..tasks import TaskSpec
+
+
+class SharedConfig(Protocol):
+    """What a sharing scheme reads of the model config (`MultiTaskConfig` satisfies it). The config validates
+    `sharing_kwargs` with the scheme's `validate_options`, so the sharing layer sits below the configuration and knows
+    it only through this protocol."""
+
+    tasks: list[dict[str, Any]]
+    encoder: PreTrainedConfig
+    pooling: str
+    sharing_kwargs: dict[str, Any]
+    name_or_path: str
+
+    @property
+    def task_names(self) -> list[str]: ...
+
+    def task_index(self, name: str) -> int: ...
+
+    def task_spec(self, name: str) -> TaskSpec: ...
 
 
 class SharedModel(Protocol):
@@ -35,7 +55,7 @@ class SharedModel(Protocol):
     weight initialisation. Typing the hooks on this instead of `MultiTaskModel` keeps the sharing layer below the
     modeling layer, as peft's tuners take a plain `nn.Module`."""
 
-    config: MultiTaskConfig
+    config: SharedConfig
     encoder: nn.Module
     training: bool
 
@@ -86,14 +106,14 @@ class SharingScheme(nn.Module):
     #: Human-readable name of a unit, for messages ("LoRA adapter", "private encoder", ...).
     unit_label: ClassVar[str] = ""
 
-    def __init__(self, config: MultiTaskConfig):
+    def __init__(self, config: SharedConfig):
         super().__init__()
         self.options = self.Options(**(config.sharing_kwargs or {}))
 
     # ------------------------------------------------------------------ options
 
     @classmethod
-    def validate_options(cls, options: dict[str, Any] | None, config: MultiTaskConfig) -> dict[str, Any]:
+    def validate_options(cls, options: dict[str, Any] | None, config: SharedConfig) -> dict[str, Any]:
         """Check the `sharing_kwargs` of a config; returns them normalised, with every default filled in.
 
         Unknown keys fail with the valid ones; `check_options` adds the scheme's own checks.
@@ -114,7 +134,7 @@ class SharingScheme(nn.Module):
         return dataclasses.asdict(parsed)
 
     @classmethod
-    def check_options(cls, options, config: MultiTaskConfig):
+    def check_options(cls, options, config: SharedConfig):
         """Scheme-specific validation and normalisation (raise `ValueError` / `TaskError` naming the fix)."""
         return options
 
@@ -131,7 +151,7 @@ class SharingScheme(nn.Module):
     def after_init(self, model: SharedModel) -> None:
         """Called after `post_init` (which re-initialises every module the backbone's `_init_weights` reaches)."""
 
-    def head_hidden_size(self, config: MultiTaskConfig) -> int:
+    def head_hidden_size(self, config: SharedConfig) -> int:
         return config.encoder.hidden_size
 
     # ------------------------------------------------------------------ parameters
