@@ -4,13 +4,12 @@ from setuptools import find_packages, setup
 
 
 ROOT = Path(__file__).parent
-version = next(
-    line.split('"')[1] for line in (ROOT / "hf_mtl" / "__init__.py").read_text().splitlines() if line.startswith("__version__")
-)
+# The one place the version is written; `hf_mtl.__version__` reads it back from the installed package's metadata.
+VERSION = "0.1.0"
 
 setup(
     name="hf_mtl",
-    version=version,
+    version=VERSION,
     description="Multi-task NLP for Hugging Face Transformers: shared encoders, task heads, balancing, adapters.",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

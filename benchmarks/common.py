@@ -92,7 +92,7 @@ def environment(settings) -> dict:
     import hf_mtl
 
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": settings.device,
         "precision": "bf16 autocast" if settings.bf16 else "fp32",
         "gpu": torch.cuda.get_device_name(0) if settings.device == "cuda" else None,

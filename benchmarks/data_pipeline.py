@@ -19,7 +19,7 @@ def run(context) -> dict:
     settings = context.settings
     for arm in list(CASES) + ["hf_trainer"]:
         if not context.runs.get(arm):
-            for repeat in range(max(1, min(settings.repeats, 2))):
+            for _repeat in range(max(1, min(settings.repeats, 2))):
                 record = run_training(context, arm, settings.steps)
                 log(f"data pipeline, {arm}: {100 * record['data_share']:.2f}% of step time")
     targets, details = [], {}

@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         help="Optional folder with real corpora (sst2/, conll2003/, atis/ each holding train.jsonl); without it the "
-        "text is generated (hf_mtl.synthetic), so the benchmark needs no download.",
+        "text is generated (hf_mtl.data.demo_data), so the benchmark needs no download.",
     )
     parser.add_argument(
         "--threads", type=int,

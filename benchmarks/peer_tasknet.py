@@ -79,8 +79,9 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 
 PEER = "tasknet"
@@ -463,10 +464,11 @@ def train_and_score(seed: int, suite: dict, args: argparse.Namespace, model_path
     import tempfile
 
     install_offline_evaluate()
+    from importlib.metadata import version
+
     import tasknet
     import torch
     import transformers
-    from importlib.metadata import version
 
     budget = budget_from_args(args)
     transformers.set_seed(seed)  # tasknet's Trainer seeds only after the Model (and its heads) are built

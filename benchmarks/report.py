@@ -37,7 +37,7 @@ def table(results: dict) -> str:
 def header(results: dict) -> str:
     env, settings = results["environment"], results["settings"]
     load = f"{env.get('load_average_start')} at start, {env.get('load_average_end')} at the end (1/5/15-min averages)"
-    data = f"real corpora from {settings['data_dir']}" if settings.get("data_dir") else "generated text (hf_mtl.synthetic)"
+    data = f"real corpora from {settings['data_dir']}" if settings.get("data_dir") else "generated text (hf_mtl.data.demo_data)"
     return "\n".join([
         f"- Device: **{env['device']}** ({env['precision']}{', ' + env['gpu'] if env.get('gpu') else ''}), "
         f"{env['cpu_count']} CPU cores, {env['torch_threads']} torch threads; load average {load}",

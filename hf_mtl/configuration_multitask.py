@@ -10,8 +10,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .errors import TaskError
 from .heads import POOLING_CHOICES
+from .heads.task_embedding import TASK_EMBEDDING_CHOICES
 from .sharing import SHARING
-from .task_embedding import TASK_EMBEDDING_CHOICES
 from .tasks import TaskSpec, check_unique_names
 
 
@@ -61,7 +61,7 @@ class MultiTaskConfig(PreTrainedConfig):
               r / lora_alpha / lora_dropout, e.g. `{"ner": {"r": 16}}`).
             - `shared_private`: `private_hidden_size` (64), `private_layers` (1), `private_heads` (4).
             - `hierarchical`: `num_shared_layers` (required, 0..num_hidden_layers-1), `groups`
-              (`{name: [tasks]}` or `[[tasks], ...]`, e.g. from `hf_mtl.affinity.suggest_groups`; tasks in no
+              (`{name: [tasks]}` or `[[tasks], ...]`, e.g. from `hf_mtl.evaluation.affinity.suggest_groups`; tasks in no
               group get their own copy).
             - `mmoe`: `num_experts` (3), `expert_type` (`"layer"`: copies of the top `num_expert_layers` (1)
               layers; `"ffn"`: feed-forward experts of width `ffn_hidden_size` on the encoder output); `ple`: the

@@ -11,15 +11,15 @@ from torch import nn
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput, logging
 
-from .adversarial import TaskDiscriminator
 from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
-from .input_checks import check_model_inputs
-from .safe_loading import safe_weights_loading
+from .heads.discriminator import TaskDiscriminator
+from .heads.task_embedding import TaskEmbedding
 from .sharing import SHARING, EncodedBatch, SharingScheme
-from .task_embedding import TaskEmbedding
 from .tasks import TaskSpec, check_unique_names
+from .utils.input_checks import check_model_inputs
+from .utils.safe_loading import safe_weights_loading
 
 
 logger = logging.get_logger(__name__)
@@ -295,7 +295,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """`PreTrainedModel.from_pretrained`, refusing an hf_mtl checkpoint whose weights do not match its config.
 
         Weights load from safetensors only unless you opt in to pickles with `use_safetensors=False` (see
-        `hf_mtl.safe_loading`); a corrupted `*.safetensors` file fails with a `CheckpointError` naming it.
+        `hf_mtl.utils.safe_loading`); a corrupted `*.safetensors` file fails with a `CheckpointError` naming it.
         """
         want_info = kwargs.pop("output_loading_info", False)
         # Size mismatches are collected and reported below with the task they belong to, unless the caller opts in.
@@ -377,7 +377,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             joint_labels (`dict[str, torch.Tensor]`, *optional*):
                 Labels of other heads for the same rows (tasks sharing an `input_group`, e.g. ATIS slots for the
                 rows of ATIS intent), in the padded mixed-batch format: each named head is also scored on every row
-                of its group, from the same encoder pass (see `hf_mtl.joint`).
+                of its group, from the same encoder pass (see `hf_mtl.data.joint`).
         """
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:

@@ -12,6 +12,7 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf_mtl_tests_home_")
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+
 # Property tests explore the same examples on every run, so CI is reproducible (a failure replays exactly).
 settings.register_profile("hf_mtl", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hf_mtl"))

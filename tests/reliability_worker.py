@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer, Trainer, TrainerCallback
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.checkpointing import resolve_resume_checkpoint
-from hf_mtl.non_finite import NonFiniteLossError
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
+from hf_mtl.training.checkpointing import resolve_resume_checkpoint
+from hf_mtl.training.non_finite import NonFiniteLossError
 
 
 TASKS = ["sentiment", "rating", "entities", "topics"]

@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ablation_table.py"
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainingArguments
-from hf_mtl.affinity import _partitions, lookahead_affinity, partition_score, suggest_groups
 from hf_mtl.cli import main
-from hf_mtl.synthetic import demo_datasets
+from hf_mtl.data.demo_data import demo_datasets
+from hf_mtl.evaluation.affinity import _partitions, lookahead_affinity, partition_score, suggest_groups
 
 from .conftest import tiny_bert_config
 from .test_trainer import TASKS, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
@@ -146,7 +146,7 @@ def test_trainer_writes_affinity_that_ranks_the_conflict_below_the_helper_withou
 def test_a_resumed_run_keeps_the_measurements_made_before_its_checkpoint(tmp_path):
     from types import SimpleNamespace
 
-    from hf_mtl.affinity import TaskAffinityCallback
+    from hf_mtl.training.callbacks.affinity import TaskAffinityCallback
 
     model, _ = conflict_model_and_batches()
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), task_affinity_steps=1, report_to="none")

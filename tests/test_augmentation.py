@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hf_mtl import TaskSpec
-from hf_mtl.augmentation import AUGMENTATIONS, AugmentationConfig, AugmentationError, augment_dataset
-from hf_mtl.augmentation.bio import is_valid_bio, mention_tags, segments
+from hf_mtl.data.augmentation import AUGMENTATIONS, AugmentationConfig, AugmentationError, augment_dataset
+from hf_mtl.data.augmentation.bio import is_valid_bio, mention_tags, segments
+
 
 SEQUENCE_METHODS = ["random_deletion", "random_insertion", "random_swap"]
 TOKEN_METHODS = ["label_wise_token_replacement", "mention_replacement", "shuffle_within_segments"]

@@ -35,12 +35,12 @@ from hf_mtl import (
     preprocess_task,
 )
 from hf_mtl.cli import main as cli_main
-from hf_mtl.checkpointing import load_multitask_state_file, mark_checkpoint_complete
-from hf_mtl.input_checks import InputError
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.recipes import RecipeError, load_recipe, load_recipe_data
-from hf_mtl.safe_loading import UnsafeCheckpointError
 from hf_mtl.sampling import MultiTaskBatchSampler, build_task_sampler
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.training.checkpointing import load_multitask_state_file, mark_checkpoint_complete
+from hf_mtl.utils.input_checks import InputError
+from hf_mtl.utils.safe_loading import UnsafeCheckpointError
 
 from .conftest import tiny_bert_config
 from .recipe_helpers import sst_recipe

@@ -20,7 +20,6 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import report  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
-
 from hf_mtl.cli import main as cli_main  # noqa: E402
 
 
@@ -116,7 +115,7 @@ def test_bad_options_fail_before_any_work(argv, message, capsys):
 
 
 def test_hf_mtl_bench_without_a_checkout_names_the_fix(monkeypatch, capsys):
-    from hf_mtl.commands import bench
+    from hf_mtl.cli.commands import bench
 
     monkeypatch.setattr(bench, "find_checkout", lambda: None)
     assert cli_main(["bench"]) == 2

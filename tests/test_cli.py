@@ -5,8 +5,8 @@ import pytest
 from transformers import AutoModel, AutoTokenizer
 
 from hf_mtl.cli import main
+from hf_mtl.data.demo_data import demo_datasets
 from hf_mtl.inference import MultiTaskPredictor
-from hf_mtl.synthetic import demo_datasets
 
 from .recipe_helpers import RECIPES, TINY, write_jsonl
 
@@ -37,7 +37,7 @@ def test_train_writes_model_card_metrics_and_curves(trained):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics.json").read_text())
     card = (trained / "README.md").read_text()
-    assert "Generated data." in card and "generated: hf_mtl.synthetic 'sentiment'" in card
+    assert "Generated data." in card and "generated: hf_mtl.data.demo_data 'sentiment'" in card
     assert set(metrics["tasks"]) == {"sentiment", "rating", "entities", "topics", "paraphrase"}
     assert f"{metrics['tasks']['sentiment']['accuracy']:.4f}" in card  # per-task results in the card
     assert "AutoModel.from_pretrained" in card and "model.backbone=tiny" in card  # usage code, recipe + overrides

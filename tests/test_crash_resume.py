@@ -21,8 +21,8 @@ import pytest
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_mtl.checkpointing import COMPLETE_MARKER, checkpoint_problems, verify_checkpoint
 from hf_mtl.errors import CheckpointError
+from hf_mtl.training.checkpointing import COMPLETE_MARKER, checkpoint_problems, verify_checkpoint
 
 
 ROOT = Path(__file__).resolve().parents[1]

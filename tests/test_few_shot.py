@@ -8,10 +8,10 @@ from datasets import Dataset
 from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, TaskError
+from hf_mtl.adaptation.few_shot import FewShotConfig, few_shot_evaluate
 from hf_mtl.cli import main
 from hf_mtl.data import DataError
-from hf_mtl.few_shot import FewShotConfig, few_shot_evaluate
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 
 from .conftest import tiny_bert_config
 

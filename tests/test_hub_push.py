@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.model_card import read_eval_results
+from hf_mtl.hub.model_card import read_eval_results
 
 from .hub_server import USER, run_local_hub
 
@@ -178,7 +178,7 @@ def _client(args_path: str) -> None:
     from huggingface_hub import create_repo, upload_folder
     from transformers import AutoModel, AutoTokenizer
 
-    from hf_mtl.model_card import build_model_card, save_model_card
+    from hf_mtl.hub.model_card import build_model_card, save_model_card
 
     args = json.loads(Path(args_path).read_text())
     token = args["token"]

@@ -5,8 +5,8 @@ import torch
 from datasets import Dataset
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments, TaskError
-from hf_mtl.evaluation.transfer import trainer_task_rows
-from hf_mtl.joint import JOINT_PREFIX, training_streams
+from hf_mtl.data.joint import JOINT_PREFIX, training_streams
+from hf_mtl.evaluation.comparison import trainer_task_rows
 from hf_mtl.tasks import TaskSpec
 
 from .conftest import tiny_bert_config

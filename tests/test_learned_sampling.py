@@ -72,7 +72,7 @@ def test_bad_arguments(kwargs, message):
 
 @pytest.fixture(scope="module")
 def learnable_and_noise():
-    from hf_mtl.synthetic import demo_datasets
+    from hf_mtl.data.demo_data import demo_datasets
 
     data = demo_datasets(num_train=96, num_eval=48, seed=2, tasks=["sentiment"])["sentiment"]
     generator = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ from transformers import AutoModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainingArguments, TaskError
 from hf_mtl.heads import pool
-from hf_mtl.trainer import task_loss_scales
+from hf_mtl.training.trainer import task_loss_scales
 
 from .conftest import tiny_bert_config
 from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)

@@ -10,10 +10,17 @@ from torch.func import functional_call
 from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
+from hf_mtl.adaptation.meta import (
+    META_ALGORITHMS,
+    InnerLoop,
+    MetaLearningArguments,
+    MetaTrainer,
+    balanced_order,
+    sample_episode,
+)
 from hf_mtl.data import DataError, preprocess_task
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.errors import TaskError
-from hf_mtl.meta import META_ALGORITHMS, InnerLoop, MetaLearningArguments, MetaTrainer, balanced_order, sample_episode
-from hf_mtl.synthetic import demo_datasets, demo_tasks
 
 from .conftest import tiny_bert_config
 

@@ -6,13 +6,13 @@ from huggingface_hub import ModelCard
 from transformers import AutoConfig, BertTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.model_card import build_model_card, load_template, read_eval_results, save_model_card
+from hf_mtl.hub.model_card import build_model_card, load_template, read_eval_results, save_model_card
 
 from .conftest import ALL_TASKS, tiny_bert_config
 
 
 FAKE_TOKEN = "hf_" + "Zq4Xw9Lk2Pm7Rt5Vb8Nc3Hd6Jf1Gs0Ya"  # the shape of a real token, 30+ characters after hf_
-WORDS = "a an and the first second one example sky is blue made of cheese film good bad".split()
+WORDS = ["a", "an", "and", "the", "first", "second", "one", "example", "sky", "is", "blue", "made", "of", "cheese", "film", "good", "bad"]
 
 
 def save_tiny_checkpoint(directory, tasks, encoder=None):

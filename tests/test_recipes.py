@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from hf_mtl.recipes import RecipeError, load_recipe, load_recipe_data, train_recipe
 from hf_mtl.recipes.arguments import config_fields

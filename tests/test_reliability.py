@@ -13,9 +13,9 @@ from transformers import AutoTokenizer, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_mtl import CheckpointError, MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.checkpointing import COMPLETE_MARKER, checkpoint_problems, get_last_complete_checkpoint
-from hf_mtl.non_finite import NonFiniteLossError
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
+from hf_mtl.training.checkpointing import COMPLETE_MARKER, checkpoint_problems, get_last_complete_checkpoint
+from hf_mtl.training.non_finite import NonFiniteLossError
 
 from .conftest import tiny_bert_config
 

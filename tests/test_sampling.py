@@ -30,7 +30,7 @@ def test_sampler_errors():
         build_task_sampler("temperature", SIZES, tau=2)
     with pytest.raises(ValueError, match="at least one training example"):
         build_task_sampler("uniform", [3, 0])
-    assert set(SAMPLERS.choices()) >= {"annealed", "learned", "proportional", "temperature", "uniform", "fixed", "rehearsal"}  # fixed, rehearsal: hf_mtl.transfer
+    assert set(SAMPLERS.choices()) >= {"annealed", "learned", "proportional", "temperature", "uniform", "fixed", "rehearsal"}  # fixed, rehearsal: hf_mtl.adaptation
 
 
 def _sampler(**kwargs):

@@ -108,8 +108,8 @@ def _client(args_path: str) -> None:
     from transformers.utils import logging as hf_logging
 
     from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
-    from hf_mtl.model_card import save_model_card
-    from hf_mtl.synthetic import demo_datasets, demo_tasks
+    from hf_mtl.data.demo_data import demo_datasets, demo_tasks
+    from hf_mtl.hub.model_card import save_model_card
 
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True)
     hf_logging.set_verbosity_debug()

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, TaskError
-from hf_mtl.synthetic import demo_datasets
+from hf_mtl.data.demo_data import demo_datasets
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModel, BertModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.synthetic import demo_datasets
+from hf_mtl.data.demo_data import demo_datasets
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels

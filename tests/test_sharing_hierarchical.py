@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, TaskError
-from hf_mtl.affinity import suggest_groups
+from hf_mtl.evaluation.affinity import suggest_groups
 from hf_mtl.sharing import GroupRoutedLayer
 
 from .conftest import tiny_bert_config

@@ -77,3 +77,12 @@ def test_registry_rejects_duplicates_and_lists_choices():
         registry.get("b")
     with pytest.raises(ValueError, match="lowercase"):
         registry.register("Upper")
+
+
+def test_every_head_has_a_task_type_descriptor_and_back():
+    from hf_mtl.heads import HEADS
+    from hf_mtl.tasks import TASK_TYPES
+
+    assert sorted(TASK_TYPES) == sorted(HEADS)
+    for key in HEADS:
+        assert HEADS.get(key).task_type == key == TASK_TYPES.get(key).name

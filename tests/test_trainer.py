@@ -15,7 +15,7 @@ from hf_mtl import (
     NonFiniteLossError,
     TaskError,
 )
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.weighting import WEIGHTINGS
 
 from .conftest import tiny_bert_config

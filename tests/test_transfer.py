@@ -9,8 +9,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments, TaskError
+from hf_mtl.adaptation import FreezeError, apply_freeze, learn_new_task, lora_pattern
 from hf_mtl.sampling import MultiTaskBatchSampler, build_task_sampler
-from hf_mtl.transfer import FreezeError, apply_freeze, learn_new_task, lora_pattern
 
 from .conftest import tiny_bert_config
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from hf_mtl.cli import main
-from hf_mtl.evaluation.transfer import BUDGET_DEFINITION, planned_task_rows, transfer_table
-from hf_mtl.model_card import read_eval_results
+from hf_mtl.evaluation.comparison import BUDGET_DEFINITION, planned_task_rows, transfer_table
+from hf_mtl.hub.model_card import read_eval_results
 from hf_mtl.sampling import build_task_sampler
 
 from .recipe_helpers import RECIPES, TINY
@@ -102,7 +102,7 @@ def test_transfer_report_end_to_end(tmp_path, capsys):
 
 def test_single_task_baseline_drops_multi_task_only_options():
     from hf_mtl.recipes import load_recipe
-    from hf_mtl.recipes.transfer import single_task_recipe
+    from hf_mtl.recipes.transfer_report import single_task_recipe
 
     recipe = load_recipe(RECIPES / "demo.yaml", ["model.backbone=tiny", "model.task_embedding=cls", "model.sharing=hierarchical",
                                                  "model.sharing_kwargs={num_shared_layers: 1}", "training.weighting=uncertainty",

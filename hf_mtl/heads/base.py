@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from ..errors import LabelError, TaskError
+from ..errors import LabelError
+from ..tasks.types import POOLING_CHOICES, TASK_TYPES
 
 
 if TYPE_CHECKING:
     from ..tasks import TaskSpec
 
 
-POOLING_CHOICES = ("cls", "mean", "attention")
 
 
 def pool(
@@ -66,8 +66,6 @@ class TaskHead(nn.Module):
     task_type: ClassVar[str] = ""
     per_token: ClassVar[bool] = False
     mixable: ClassVar[bool] = True
-    requires_labels: ClassVar[bool] = True
-    min_labels: ClassVar[int] = 2
 
     def __init__(self, task: TaskSpec, hidden_size: int, dropout: float, pooling: str):
         super().__init__()
@@ -77,17 +75,12 @@ class TaskHead(nn.Module):
 
     @classmethod
     def validate_task(cls, task: TaskSpec) -> None:
-        """Raise `TaskError` if the spec cannot describe a task of this type."""
-        if cls.requires_labels:
-            if not task.labels or len(task.labels) < cls.min_labels:
-                raise TaskError(
-                    f"Task {task.name!r} of type {task.type!r} needs `labels` with at least {cls.min_labels} label "
-                    f"name(s), got {task.labels!r}."
-                )
+        """Raise `TaskError` if the spec cannot describe a task of this type (the rules are the type's descriptor)."""
+        TASK_TYPES.get(cls.task_type).validate(task)
 
     @classmethod
     def num_outputs(cls, task: TaskSpec) -> int:
-        return len(task.labels)
+        return TASK_TYPES.get(cls.task_type).num_outputs(task)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         raise NotImplementedError

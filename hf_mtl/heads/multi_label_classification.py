@@ -13,7 +13,6 @@ class MultiLabelClassificationHead(PooledHead):
     """Multi-hot targets `[batch, num_labels]` in [0, 1]; binary cross-entropy with logits."""
 
     task_type = "multi_label_classification"
-    min_labels = 1
 
     def compute_loss(self, logits, labels):
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

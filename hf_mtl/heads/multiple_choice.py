@@ -18,11 +18,6 @@ class MultipleChoiceHead(PooledHead):
 
     task_type = "multiple_choice"
     mixable = False
-    requires_labels = False
-
-    @classmethod
-    def num_outputs(cls, task):
-        return 1
 
     def forward(self, hidden_states, attention_mask, batch_size):
         scores = super().forward(hidden_states, attention_mask, batch_size)

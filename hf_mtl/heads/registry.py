@@ -1,5 +1,5 @@
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 HEADS = Registry("task type")
-"""Task type -> head class. Registering a new head (one file, one decorator) makes its type valid in `TaskSpec`."""
+"""Task type -> head class. Each key is also a task-type descriptor in `hf_mtl.tasks.TASK_TYPES` (the label rules)."""

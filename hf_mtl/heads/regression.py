@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from ..errors import LabelError, TaskError
+from ..errors import LabelError
 from .base import PooledHead
 from .registry import HEADS
 
@@ -13,19 +13,6 @@ class RegressionHead(PooledHead):
     """One float per row; mean-squared-error loss. Logits come back as `[batch]`."""
 
     task_type = "regression"
-    requires_labels = False
-
-    @classmethod
-    def validate_task(cls, task):
-        if task.labels is not None and len(task.labels) != 1:
-            raise TaskError(
-                f"Task {task.name!r} of type 'regression' predicts one value: `labels` may name it "
-                f"(a one-element list) or be omitted, got {task.labels!r}."
-            )
-
-    @classmethod
-    def num_outputs(cls, task):
-        return 1
 
     def forward(self, hidden_states, attention_mask, batch_size):
         return super().forward(hidden_states, attention_mask, batch_size).squeeze(-1)

@@ -14,7 +14,6 @@ class TokenClassificationHead(TaskHead):
 
     task_type = "token_classification"
     per_token = True
-    min_labels = 1
 
     def __init__(self, task, hidden_size, dropout, pooling):
         super().__init__(task, hidden_size, dropout, pooling)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..evaluation.comparison import paired_comparison
 from ..evaluation.metrics import LOWER_IS_BETTER
-from ..evaluation.transfer import paired_comparison
 from .loader import Recipe
 from .run import train_recipe
 
@@ -133,7 +134,7 @@ def format_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def write_augmentation_report(rows: list[dict[str, Any]], output_dir: str | Path, meta: dict[str, Any]) -> dict[str, Path]:
-    from ..plots import plot_transfer_deltas
+    from ..utils.plotting import plot_transfer_deltas
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

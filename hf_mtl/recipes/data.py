@@ -21,12 +21,11 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, Value, load_dataset
 
-from ..augmentation import AugmentationConfig
 from ..data import encode_labels, label_column, text_columns
-from ..synthetic import demo_datasets
+from ..data.augmentation import AugmentationConfig
+from ..data.demo_data import demo_datasets
 from ..tasks import TaskSpec
 from .arguments import DATA_FORMATS, TaskEntry
-from .errors import RecipeError
 from .loader import Recipe
 
 
@@ -243,7 +242,7 @@ def check_labels(recipe: Recipe | None, key: str, spec: TaskSpec, dataset: Datas
 def _describe(recipe: Recipe, task: TaskEntry, raw: dict[str, Dataset]) -> str:
     counts = " / ".join(f"{len(dataset)} {split}" for split, dataset in raw.items())
     if task.source_kind == "generated":
-        return (f"generated: hf_mtl.synthetic '{task.data['generated']}' (seed {recipe.data_args.generated_seed}), {counts} "
+        return (f"generated: hf_mtl.data.demo_data '{task.data['generated']}' (seed {recipe.data_args.generated_seed}), {counts} "
                 + ("rows; validation rows use held-out words" if recipe.data_args.generated_held_out_words else "rows"))
     if task.source_kind == "hub":
         return task.data["hub"]  # a bare Hub id: the card links it

@@ -9,6 +9,7 @@ before any data is loaded or any weight is read; each error names the recipe fil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import enum
@@ -24,14 +25,14 @@ from typing import Any
 import yaml
 from transformers import BertConfig, HfArgumentParser
 
-from ..augmentation import AugmentationConfig
-from ..augmentation.dataset import resolve_methods
 from ..configuration_multitask import MultiTaskConfig
+from ..data.augmentation import AugmentationConfig
+from ..data.augmentation.dataset import resolve_methods
+from ..data.demo_data import demo_tasks
 from ..evaluation import main_metric
 from ..heads import HEADS
-from ..model_card import drop_secrets
-from ..synthetic import demo_tasks
-from ..training_args import MultiTaskTrainingArguments
+from ..hub.model_card import drop_secrets
+from ..training.arguments import MultiTaskTrainingArguments
 from .arguments import DATA_KEYS, TASK_KEYS, DataArguments, ModelArguments, TaskEntry, config_fields
 from .errors import RecipeError
 
@@ -139,10 +140,8 @@ def find_recipe(name: str | os.PathLike) -> Path:
 
 def _shipped_folders() -> list[Path]:
     folders = []
-    try:
+    with contextlib.suppress(ModuleNotFoundError):
         folders.append(Path(str(resources.files("hf_mtl.recipe_files"))))
-    except ModuleNotFoundError:
-        pass
     folders.append(Path(__file__).resolve().parents[2] / "recipes")  # a source checkout
     return [folder for folder in folders if folder.is_dir()]
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transformers import AutoTokenizer, BertConfig, set_seed
 
 from ..configuration_multitask import MultiTaskConfig
 from ..evaluation import main_metric
 from ..modeling_multitask import MultiTaskModel
-from ..trainer import MultiTaskTrainer
+from ..training.trainer import MultiTaskTrainer
 from .data import TaskData, load_recipe_data
 from .loader import Recipe
 
@@ -178,7 +179,7 @@ def train_recipe(
 
 
 def write_run_reports(recipe: Recipe, result: RunResult, train_metrics: dict[str, float]) -> dict[str, Path]:
-    from ..plots import plot_training_curves
+    from ..utils.plotting import plot_training_curves
 
     out = result.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +214,7 @@ def majority_baselines(data: dict[str, TaskData]) -> dict[str, dict[str, float]]
         if spec.type != "sequence_classification" or "validation" not in task.splits:
             continue
         column = spec.label_column or "label"
-        normal = lambda v: spec.labels[v] if isinstance(v, int) and not isinstance(v, bool) else str(v)  # noqa: E731
+        normal = lambda v: spec.labels[v] if isinstance(v, int) and not isinstance(v, bool) else str(v)  # noqa: E731, B023 (used within this iteration)
         majority = Counter(map(normal, task.splits["train"][column])).most_common(1)[0][0]
         values = [normal(v) for v in task.splits["validation"][column]]
         baselines[name] = {"majority_label": majority, "accuracy": sum(v == majority for v in values) / len(values)}

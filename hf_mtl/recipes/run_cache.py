@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 
-
 RUN_RECORD = "run.json"
 # Modules that only present results: editing them does not change what a run computes.
-_PRESENTATION = ("cli.py", "plots.py", "model_card.py", "commands/", "evaluation/transfer.py",
-                 "recipes/transfer.py", "recipes/run_cache.py", "recipes/augmentation_report.py", "few_shot.py")
+_PRESENTATION = ("cli/", "utils/plotting.py", "hub/model_card.py", "evaluation/comparison.py",
+                 "recipes/transfer_report.py", "recipes/run_cache.py", "recipes/augmentation_report.py",
+                 "adaptation/few_shot.py")
 
 
 @lru_cache(maxsize=1)

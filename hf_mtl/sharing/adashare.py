@@ -45,7 +45,7 @@ import contextlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -53,11 +53,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharingScheme, find_layer_list, slice_rows
-
-
-if TYPE_CHECKING:
-    from ..modeling_multitask import MultiTaskModel
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, slice_rows
 
 
 logger = logging.get_logger(__name__)
@@ -180,7 +176,7 @@ class AdaShareSharing(SharingScheme):
         p = self.options.initial_execute_probability
         return torch.tensor([[math.log(p), math.log(1 - p)]] * self.num_layers)
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         self.layers_path, layers = find_layer_list(model.encoder)
         self.num_layers = len(layers)
         for index in range(len(layers)):
@@ -189,12 +185,12 @@ class AdaShareSharing(SharingScheme):
         for task in model.config.task_names:
             self.policy_logits[task] = nn.Parameter(self._initial_logits(), requires_grad=self.searching)
 
-    def after_init(self, model: MultiTaskModel) -> None:
+    def after_init(self, model: SharedModel) -> None:
         with torch.no_grad():  # `post_init` does not know these parameters; keep them at the configured start
             for logits in self.policy_logits.values():
                 logits.copy_(self._initial_logits())
 
-    def _layers(self, model: MultiTaskModel) -> list[SkippableLayer]:
+    def _layers(self, model: SharedModel) -> list[SkippableLayer]:
         return list(model.encoder.get_submodule(self.layers_path))
 
     # ------------------------------------------------------------------ parameters
@@ -210,7 +206,7 @@ class AdaShareSharing(SharingScheme):
     def backbone_key(self, name: str) -> str | None:
         return self._key.sub(lambda m: f"{self.layers_path}.{m.group(1)}.", name)
 
-    def optimizer_parameter_groups(self, model: MultiTaskModel) -> list[dict[str, Any]]:
+    def optimizer_parameter_groups(self, model: SharedModel) -> list[dict[str, Any]]:
         params = [p for p in self.policy_logits.values() if p.requires_grad]
         if not params:
             return []
@@ -232,7 +228,7 @@ class AdaShareSharing(SharingScheme):
             return {task: list(self.options.policy[task]) for task in (task_names or self.options.policy)}
         return {task: [int(p >= 0.5) for p in probs] for task, probs in self.execute_probabilities(task_names).items()}
 
-    def fix_policy(self, model: MultiTaskModel) -> dict[str, list[int]]:
+    def fix_policy(self, model: SharedModel) -> dict[str, list[int]]:
         """End the search: store the argmax policy in `model.config.sharing_kwargs["policy"]` (saved with the model)
         and freeze the logits. From now on every forward pass follows it. Returns the policy."""
         policy = self.policy(model.config.task_names)
@@ -250,7 +246,7 @@ class AdaShareSharing(SharingScheme):
             )
         return policy
 
-    def _set_policy(self, model: MultiTaskModel, policy: dict[str, list[int]] | None) -> None:
+    def _set_policy(self, model: SharedModel, policy: dict[str, list[int]] | None) -> None:
         self.options.policy = policy
         kwargs = dict(model.config.sharing_kwargs)
         kwargs["policy"] = policy
@@ -258,7 +254,7 @@ class AdaShareSharing(SharingScheme):
 
     # ------------------------------------------------------------------ tasks
 
-    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec, init_from: str | None, group: str | None) -> None:
         super().add_task(model, spec, init_from, group)
         source = self.policy_logits[init_from].detach().clone() if init_from is not None else self._initial_logits()
         reference = next(model.encoder.parameters())
@@ -268,14 +264,14 @@ class AdaShareSharing(SharingScheme):
             policy[spec.name] = list(policy[init_from]) if init_from is not None else [1] * self.num_layers
             self._set_policy(model, policy)
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         del self.policy_logits[name]
         if not self.searching:
             self._set_policy(model, {task: v for task, v in self.options.policy.items() if task != name})
 
     # ------------------------------------------------------------------ training hooks
 
-    def on_step_begin(self, model: MultiTaskModel, step: int, max_steps: int) -> None:
+    def on_step_begin(self, model: SharedModel, step: int, max_steps: int) -> None:
         if not self.searching:
             return
         horizon = self.options.search_steps or max_steps
@@ -293,12 +289,12 @@ class AdaShareSharing(SharingScheme):
             logs.update({f"policy/{task}/layer_{i}": round(p, 6) for i, p in enumerate(probs)})
         return logs
 
-    def on_train_end(self, model: MultiTaskModel, output_dir: str, write: bool) -> list[str]:
+    def on_train_end(self, model: SharedModel, output_dir: str, write: bool) -> list[str]:
         if self.searching:
             self.fix_policy(model)
         if not write:
             return []
-        from .reporting import write_policy_report
+        from .reports import write_policy_report
 
         names = model.config.task_names
         return write_policy_report(output_dir, names, self.execute_probabilities(names), self.policy(names))
@@ -319,7 +315,7 @@ class AdaShareSharing(SharingScheme):
             sharing = p.sum() * 0.0
         return {"adashare_sparsity": sparsity, "adashare_sharing": sharing}
 
-    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         if encoder_inputs.get("output_attentions"):
             raise ValueError("output_attentions is not available with sharing='adashare': rows skip different layers, "
                              "so there is no one attention map per layer.")

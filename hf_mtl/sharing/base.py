@@ -13,22 +13,55 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import TaskError
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 if TYPE_CHECKING:
-    from ..configuration_multitask import MultiTaskConfig
-    from ..modeling_multitask import MultiTaskModel
+    from transformers import PreTrainedConfig
+
     from ..tasks import TaskSpec
+
+
+class SharedConfig(Protocol):
+    """What a sharing scheme reads of the model config (`MultiTaskConfig` satisfies it). The config validates
+    `sharing_kwargs` with the scheme's `validate_options`, so the sharing layer sits below the configuration and knows
+    it only through this protocol."""
+
+    tasks: list[dict[str, Any]]
+    encoder: PreTrainedConfig
+    pooling: str
+    sharing_kwargs: dict[str, Any]
+    name_or_path: str
+
+    @property
+    def task_names(self) -> list[str]: ...
+
+    def task_index(self, name: str) -> int: ...
+
+    def task_spec(self, name: str) -> TaskSpec: ...
+
+
+class SharedModel(Protocol):
+    """What a sharing scheme uses of the model it serves (`MultiTaskModel` satisfies it): its config, its encoder and
+    weight initialisation. Typing the hooks on this instead of `MultiTaskModel` keeps the sharing layer below the
+    modeling layer, as peft's tuners take a plain `nn.Module`."""
+
+    config: SharedConfig
+    encoder: nn.Module
+    training: bool
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+    def _init_weights(self, module: nn.Module) -> None: ...
 
 
 SHARING: Registry[type[SharingScheme]] = Registry("sharing scheme")
@@ -73,14 +106,14 @@ class SharingScheme(nn.Module):
     #: Human-readable name of a unit, for messages ("LoRA adapter", "private encoder", ...).
     unit_label: ClassVar[str] = ""
 
-    def __init__(self, config: MultiTaskConfig):
+    def __init__(self, config: SharedConfig):
         super().__init__()
         self.options = self.Options(**(config.sharing_kwargs or {}))
 
     # ------------------------------------------------------------------ options
 
     @classmethod
-    def validate_options(cls, options: dict[str, Any] | None, config: MultiTaskConfig) -> dict[str, Any]:
+    def validate_options(cls, options: dict[str, Any] | None, config: SharedConfig) -> dict[str, Any]:
         """Check the `sharing_kwargs` of a config; returns them normalised, with every default filled in.
 
         Unknown keys fail with the valid ones; `check_options` adds the scheme's own checks.
@@ -101,7 +134,7 @@ class SharingScheme(nn.Module):
         return dataclasses.asdict(parsed)
 
     @classmethod
-    def check_options(cls, options, config: MultiTaskConfig):
+    def check_options(cls, options, config: SharedConfig):
         """Scheme-specific validation and normalisation (raise `ValueError` / `TaskError` naming the fix)."""
         return options
 
@@ -112,13 +145,13 @@ class SharingScheme(nn.Module):
 
     # ------------------------------------------------------------------ building
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         """Called once `model.encoder` exists, before the heads are built: inject task-specific parts."""
 
-    def after_init(self, model: MultiTaskModel) -> None:
+    def after_init(self, model: SharedModel) -> None:
         """Called after `post_init` (which re-initialises every module the backbone's `_init_weights` reaches)."""
 
-    def head_hidden_size(self, config: MultiTaskConfig) -> int:
+    def head_hidden_size(self, config: SharedConfig) -> int:
         return config.encoder.hidden_size
 
     # ------------------------------------------------------------------ parameters
@@ -136,7 +169,7 @@ class SharingScheme(nn.Module):
         or `None` when the parameter is new (a LoRA matrix)."""
         return name
 
-    def shared_parameters(self, model: MultiTaskModel) -> list[tuple[str, nn.Parameter]]:
+    def shared_parameters(self, model: SharedModel) -> list[tuple[str, nn.Parameter]]:
         """Trainable parameters of the encoder (and of the scheme) that no single task owns."""
         return [
             (name, p)
@@ -144,7 +177,7 @@ class SharingScheme(nn.Module):
             if p.requires_grad and name.startswith(("encoder.", "sharing.")) and self.parameter_owner(name) is None
         ]
 
-    def task_parameters(self, model: MultiTaskModel, task: str) -> list[tuple[str, nn.Parameter]]:
+    def task_parameters(self, model: SharedModel, task: str) -> list[tuple[str, nn.Parameter]]:
         """Parameters of `task`'s head and of the units it runs through (see `MultiTaskModel.task_parameters`), and the
         task embedding, whose rows are per task."""
         model.config.task_index(task)
@@ -155,7 +188,7 @@ class SharingScheme(nn.Module):
             if name.startswith((f"heads.{task}.", "task_embedding.")) or (self.parameter_owner(name) or (None, None))[1] in units
         ]
 
-    def task_parameter_counts(self, model: MultiTaskModel) -> dict[str, dict[str, int]]:
+    def task_parameter_counts(self, model: SharedModel) -> dict[str, dict[str, int]]:
         shared = count_parameters(p for _, p in self.shared_parameters(model))
         counts = {}
         for task in model.config.task_names:
@@ -170,7 +203,7 @@ class SharingScheme(nn.Module):
         return counts
 
     def map_backbone_state_dict(
-        self, model: MultiTaskModel, backbone_state: dict[str, torch.Tensor]
+        self, model: SharedModel, backbone_state: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], list[str]]:
         """The weights of a plain backbone checkpoint keyed for `model.encoder` (via `backbone_key`), and the full
         names of the parameters no backbone holds (new LoRA matrices, private encoders)."""
@@ -185,12 +218,12 @@ class SharingScheme(nn.Module):
 
     # ------------------------------------------------------------------ tasks
 
-    def add_task(self, model: MultiTaskModel, spec: TaskSpec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec: TaskSpec, init_from: str | None, group: str | None) -> None:
         """Build the new task's units (the task is already in `model.config.tasks`)."""
         if group is not None:
             raise TaskError(f"`group=` only applies to sharing='hierarchical'; this model uses sharing={self.name!r}.")
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         """Drop the task's units (the task is already gone from `model.config.tasks`)."""
 
     # ------------------------------------------------------------------ training (learned sharing)
@@ -201,26 +234,26 @@ class SharingScheme(nn.Module):
         """`{name: weight}` of the scheme's own `auxiliary_losses` that the trainer adds to the loss with that weight."""
         return {}
 
-    def optimizer_parameter_groups(self, model: MultiTaskModel) -> list[dict[str, Any]]:
+    def optimizer_parameter_groups(self, model: SharedModel) -> list[dict[str, Any]]:
         """Optimizer groups (`{"params", "lr", "weight_decay"}`) for parameters that need their own learning rate or
         no weight decay (e.g. AdaShare's policy logits); the trainer takes them out of its default groups."""
         return []
 
-    def on_step_begin(self, model: MultiTaskModel, step: int, max_steps: int) -> None:
+    def on_step_begin(self, model: SharedModel, step: int, max_steps: int) -> None:
         """Before optimizer step `step` (0-based) of `max_steps`: anneal temperatures, end a search phase."""
 
     def training_logs(self) -> dict[str, float]:
         """Values to add to the trainer's training logs (e.g. mean gate weights since the previous log)."""
         return {}
 
-    def on_train_end(self, model: MultiTaskModel, output_dir: str, write: bool) -> list[str]:
+    def on_train_end(self, model: SharedModel, output_dir: str, write: bool) -> list[str]:
         """At the end of training on every process (`write` on the one that saves): fix what was learned, write
         plots into `output_dir`. Returns the paths written."""
         return []
 
     # ------------------------------------------------------------------ forward
 
-    def encode(self, model: MultiTaskModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
         encoder_outputs = model.encoder(**encoder_inputs)
         hidden = encoder_outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)

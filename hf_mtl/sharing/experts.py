@@ -38,7 +38,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 from difflib import get_close_matches
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,11 +46,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from ..heads import pool
-from .base import SHARING, EncodedBatch, SharingScheme, find_layer_list, merge_rows, slice_rows
-
-
-if TYPE_CHECKING:
-    from ..modeling_multitask import MultiTaskModel
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, merge_rows, slice_rows
 
 
 logger = logging.get_logger(__name__)
@@ -203,7 +199,7 @@ class MMoESharing(SharingScheme):
         inner = self.options.ffn_hidden_size or encoder.hidden_size
         return FeedForwardExpert(encoder.hidden_size, inner, getattr(encoder, "hidden_dropout_prob", 0.1))
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         config = model.config
         for task in config.task_names:
             self.gates[task] = self._gate(config)
@@ -227,12 +223,12 @@ class MMoESharing(SharingScheme):
         path = re.escape(f"{self.layers_path}.{first}")
         self._key = re.compile(rf"^{path}\.(?:shared_experts\.\d+|task_experts\.([^.]+)\.\d+)\.(\d+)\.")
 
-    def after_init(self, model: MultiTaskModel) -> None:
+    def after_init(self, model: SharedModel) -> None:
         for module in self.modules():
             if isinstance(module, FeedForwardExpert):
                 module.reset_to_identity()
 
-    def _mixture(self, model: MultiTaskModel) -> ExpertMixtureLayer:
+    def _mixture(self, model: SharedModel) -> ExpertMixtureLayer:
         return model.encoder.get_submodule(self.layers_path)[self.first_expert_layer]
 
     # ------------------------------------------------------------------ parameters
@@ -259,7 +255,7 @@ class MMoESharing(SharingScheme):
 
     # ------------------------------------------------------------------ tasks
 
-    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec, init_from: str | None, group: str | None) -> None:
         super().add_task(model, spec, init_from, group)
         reference = next(model.encoder.parameters())
         gate = self._gate(model.config)
@@ -284,7 +280,7 @@ class MMoESharing(SharingScheme):
             source = mixture.task_experts[init_from] if init_from is not None else [mixture.shared_experts[0]] * self.num_own
             mixture.task_experts[spec.name] = nn.ModuleList(copy.deepcopy(stack) for stack in source)
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         del self.gates[name]
         self._gate_sums.pop(name, None)
         self._gate_counts.pop(name, None)
@@ -324,7 +320,7 @@ class MMoESharing(SharingScheme):
             return pieces[0][1]
         return merge_rows(pieces, batch_size)
 
-    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         names = model.config.task_names
         mask = encoder_inputs.get("attention_mask")
         self._pooling = model.config.pooling
@@ -387,7 +383,7 @@ class MMoESharing(SharingScheme):
         self._last_logged.update(weights)
         return {f"gates/{task}/expert_{i}": round(w, 6) for task, values in weights.items() for i, w in enumerate(values)}
 
-    def on_train_end(self, model: MultiTaskModel, output_dir: str, write: bool) -> list[str]:
+    def on_train_end(self, model: SharedModel, output_dir: str, write: bool) -> list[str]:
         final = {**self._last_logged, **self.gate_weights(reset=True)}  # the last logging window per task
         self._last_logged = final
         if not write:
@@ -395,7 +391,7 @@ class MMoESharing(SharingScheme):
         if not final:
             logger.warning("No gate weights were recorded during training (no training step ran): expert_gates.png not written.")
             return []
-        from .reporting import write_gate_report
+        from .reports import write_gate_report
 
         return write_gate_report(output_dir, self.name, model.config, final, self.expert_names)
 

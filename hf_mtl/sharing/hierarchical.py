@@ -3,7 +3,7 @@ above are copied per task group (each task its own group unless grouped).
 
 Low layers hold general, lexical features and high layers task-specific ones (Søgaard & Goldberg, ACL 2016;
 Sanh et al., AAAI 2019, HMTL), so sharing only the bottom lets unrelated tasks stop competing for the top, while
-related tasks grouped together keep sharing more (groups can come from `hf_mtl.affinity.suggest_groups`, Fifty et
+related tasks grouped together keep sharing more (groups can come from `hf_mtl.evaluation.affinity.suggest_groups`, Fifty et
 al. 2021). With a backbone checkpoint every copy starts from the backbone's own upper layers.
 
 Implementation: each upper layer in the backbone's layer list is replaced by a `GroupRoutedLayer` holding one copy
@@ -19,17 +19,22 @@ import contextlib
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharingScheme, find_layer_list, merge_rows, run_encoder_by_rows, slice_rows
-
-
-if TYPE_CHECKING:
-    from ..modeling_multitask import MultiTaskModel
+from .base import (
+    SHARING,
+    EncodedBatch,
+    SharedModel,
+    SharingScheme,
+    find_layer_list,
+    merge_rows,
+    run_encoder_by_rows,
+    slice_rows,
+)
 
 
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -121,7 +126,7 @@ class HierarchicalSharing(SharingScheme):
         self.task_to_group = {task: group for group, tasks in self.options.groups.items() for task in tasks}
         self.layers_path = ""
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         self.layers_path, layers = find_layer_list(model.encoder)
         groups = list(self.options.groups)
         for index in range(self.options.num_shared_layers, len(layers)):
@@ -130,7 +135,7 @@ class HierarchicalSharing(SharingScheme):
         self._routed(model)[0].record_input = True
         self._key = re.compile(rf"^{re.escape(self.layers_path)}\.(\d+)\.groups\.([^.]+)\.")
 
-    def _routed(self, model: MultiTaskModel) -> list[GroupRoutedLayer]:
+    def _routed(self, model: SharedModel) -> list[GroupRoutedLayer]:
         layers = model.encoder.get_submodule(self.layers_path)
         return [layer for layer in layers if isinstance(layer, GroupRoutedLayer)]
 
@@ -151,7 +156,7 @@ class HierarchicalSharing(SharingScheme):
 
     # ------------------------------------------------------------------ tasks
 
-    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec, init_from: str | None, group: str | None) -> None:
         groups = {name: list(tasks) for name, tasks in self.options.groups.items()}
         if group is not None and group in groups:
             if init_from is not None:
@@ -173,7 +178,7 @@ class HierarchicalSharing(SharingScheme):
             groups[group] = [spec.name]
         self._set_groups(model, groups)
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         group = self.task_to_group[name]
         groups = {g: [t for t in tasks if t != name] for g, tasks in self.options.groups.items()}
         if not groups[group]:
@@ -182,14 +187,14 @@ class HierarchicalSharing(SharingScheme):
                 del layer.groups[group]
         self._set_groups(model, groups)
 
-    def _set_groups(self, model: MultiTaskModel, groups: dict[str, list[str]]) -> None:
+    def _set_groups(self, model: SharedModel, groups: dict[str, list[str]]) -> None:
         self.options.groups = groups
         self.task_to_group = {task: group for group, tasks in groups.items() for task in tasks}
         model.config.sharing_kwargs = {**model.config.sharing_kwargs, "groups": groups}
 
     # ------------------------------------------------------------------ forward
 
-    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         names = model.config.task_names
         row_groups = [self.task_to_group[names[i]] for i in task_ids.tolist()]
         groups = _rows_by_group(row_groups, task_ids.device)

@@ -23,16 +23,12 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharingScheme, rows_by_key, run_encoder_by_rows
-
-
-if TYPE_CHECKING:
-    from ..modeling_multitask import MultiTaskModel
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, rows_by_key, run_encoder_by_rows
 
 
 _ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
@@ -105,7 +101,7 @@ class LoraSharing(SharingScheme):
         values.update(self.options.adapters.get(task, {}))
         return LoraConfig(target_modules=self.options.target_modules, bias="none", **values)
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         for task in model.config.task_names:
             self._inject(model.encoder, task)
         for name, p in model.encoder.named_parameters():
@@ -132,7 +128,7 @@ class LoraSharing(SharingScheme):
         for p in encoder.parameters():
             p.requires_grad_(before.get(id(p), True))
 
-    def after_init(self, model: MultiTaskModel) -> None:
+    def after_init(self, model: SharedModel) -> None:
         # The backbone's `_init_weights` also reaches the injected lora_B (trap: not zero): make every adapter the
         # identity again, as peft initialises it.
         for layer in _lora_layers(model.encoder):
@@ -157,7 +153,7 @@ class LoraSharing(SharingScheme):
 
     # ------------------------------------------------------------------ tasks
 
-    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec, init_from: str | None, group: str | None) -> None:
         super().add_task(model, spec, init_from, group)
         if init_from is not None:
             model.config.task_index(init_from)
@@ -171,7 +167,7 @@ class LoraSharing(SharingScheme):
         model.encoder.train(model.encoder.training)  # new dropout modules follow the model's mode
         model.config.sharing_kwargs = {**model.config.sharing_kwargs, "adapters": dict(self.options.adapters)}
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         from peft.functional import delete_adapter
 
         with warnings.catch_warnings():
@@ -183,7 +179,7 @@ class LoraSharing(SharingScheme):
 
     # ------------------------------------------------------------------ forward
 
-    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         names = model.config.task_names
         row_tasks = [names[i] for i in task_ids.tolist()]
         present = list(dict.fromkeys(row_tasks))
@@ -217,7 +213,7 @@ class LoraSharing(SharingScheme):
 
     # ------------------------------------------------------------------ export
 
-    def save_adapter(self, model: MultiTaskModel, task: str, save_directory: str) -> None:
+    def save_adapter(self, model: SharedModel, task: str, save_directory: str) -> None:
         """Write `task`'s adapter in PEFT format (`adapter_model.safetensors` + `adapter_config.json`), loadable with
         `PeftModel.from_pretrained(AutoModel.from_pretrained(backbone), save_directory)`."""
         from peft.functional import get_peft_model_state_dict
@@ -235,7 +231,7 @@ class LoraSharing(SharingScheme):
         with open(os.path.join(save_directory, "hf_mtl_adapter.json"), "w") as handle:
             json.dump({"task": model.config.task_spec(task).to_dict(), "backbone_frozen": self.options.freeze_backbone}, handle, indent=2)
         if not self.options.freeze_backbone:
-            warnings.warn(
+            warnings.warn(  # noqa: B028
                 f"The backbone of this model was trainable (freeze_backbone=False): the exported adapter of {task!r} "
                 "reproduces the model's outputs only on this model's backbone weights, not on the original backbone."
             )

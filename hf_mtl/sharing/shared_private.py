@@ -23,17 +23,12 @@ attention in-projections Xavier-uniform (PyTorch's default), LayerNorm identity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..heads import pool
-from .base import SHARING, EncodedBatch, SharingScheme, merge_rows
-
-
-if TYPE_CHECKING:
-    from ..modeling_multitask import MultiTaskModel
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, merge_rows
 
 
 @dataclass
@@ -106,7 +101,7 @@ class SharedPrivateSharing(SharingScheme):
             getattr(encoder, "hidden_dropout_prob", 0.1),
         )
 
-    def setup(self, model: MultiTaskModel) -> None:
+    def setup(self, model: SharedModel) -> None:
         for task in model.config.task_names:
             self.private[task] = self._build_private(model.config)
 
@@ -121,7 +116,7 @@ class SharedPrivateSharing(SharingScheme):
     def task_units(self, task: str) -> set[str]:
         return {task}
 
-    def add_task(self, model: MultiTaskModel, spec, init_from: str | None, group: str | None) -> None:
+    def add_task(self, model: SharedModel, spec, init_from: str | None, group: str | None) -> None:
         super().add_task(model, spec, init_from, group)
         private = self._build_private(model.config)
         if init_from is not None:
@@ -132,10 +127,10 @@ class SharedPrivateSharing(SharingScheme):
         reference = next(model.encoder.parameters())
         self.private[spec.name] = private.to(device=reference.device, dtype=reference.dtype).train(model.training)
 
-    def remove_task(self, model: MultiTaskModel, name: str) -> None:
+    def remove_task(self, model: SharedModel, name: str) -> None:
         del self.private[name]
 
-    def encode(self, model: MultiTaskModel, task_ids, encoder_inputs) -> EncodedBatch:
+    def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         outputs = model.encoder(**encoder_inputs)
         shared = outputs.last_hidden_state
         embeddings = encoder_inputs.get("inputs_embeds")

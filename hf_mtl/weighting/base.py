@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..registry import Registry
+from ..utils.registry import Registry
 
 
 WEIGHTINGS: Registry[type[WeightingStrategy]] = Registry("weighting")

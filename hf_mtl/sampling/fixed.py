@@ -1,0 +1,33 @@
+"""Fixed task probabilities, set by hand (a new task's share, or tasks switched off with zeros)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import SAMPLERS, TaskSampler
+
+
+@SAMPLERS.register("fixed")
+class FixedSampler(TaskSampler):
+    """Fixed task probabilities, in task order (normalised; zeros allowed: that task is never drawn).
+
+    Args:
+        probabilities (`list[float]`): one non-negative weight per task.
+    """
+
+    def __init__(self, task_sizes: Sequence[int], probabilities: Sequence[float] | None = None):
+        super().__init__(task_sizes)
+        if probabilities is None or len(probabilities) != len(task_sizes):
+            raise ValueError(
+                f"sampling='fixed' needs `probabilities` with one weight per task ({len(task_sizes)} tasks), "
+                f"got {probabilities!r}."
+            )
+        weights = torch.tensor([float(p) for p in probabilities], dtype=torch.float64)
+        if (weights < 0).any() or not torch.isfinite(weights).all() or weights.sum() <= 0:
+            raise ValueError(f"Task probabilities must be finite, >= 0 and not all zero; got {list(probabilities)}.")
+        self.fixed = weights / weights.sum()
+
+    def probabilities(self, epoch, num_epochs):
+        return self.fixed

@@ -1,0 +1,1 @@
+"""Helpers with no hf_mtl dependencies beyond `errors`: the registry, plotting, input checks, safe loading."""
