@@ -18,6 +18,11 @@ def load(folder: Path) -> dict:
     return json.loads((folder / "transfer.json").read_text(encoding="utf-8"))
 
 
+def _seeds(seeds: list[int]) -> str:
+    """The seeds themselves: a one-seed screen on seed 2 and one on seed 42 compare against different baselines."""
+    return ", ".join(str(seed) for seed in seeds)
+
+
 def table(reports: dict[str, dict], peer: dict | None = None) -> str:
     tasks = [row["task"] for row in next(iter(reports.values()))["tasks"]]
     header = "| Setting | Seeds | " + " | ".join(f"`{t}`" for t in tasks) + " | Mean Δ | Params |"
@@ -34,11 +39,11 @@ def table(reports: dict[str, dict], peer: dict | None = None) -> str:
             cells.append(f"{row['multi']:.3f} ({row['delta']:+.3f}{spread})")
         mean = statistics.fmean(rows[t]["delta"] for t in tasks if t in rows)
         ratio = (report.get("parameters") or {}).get("ratio_to_one_single_task_model")
-        lines.append(f"| {label} | {len(report['seeds'])} | " + " | ".join(cells) + f" | {mean:+.4f} | "
+        lines.append(f"| {label} | {_seeds(report['seeds'])} | " + " | ".join(cells) + f" | {mean:+.4f} | "
                      + (f"{ratio:.2f}x" if ratio else "–") + " |")
     if peer:
         cells = [f"{peer['tasks'][t]['mean']:.3f}" if t in peer["tasks"] else "–" for t in tasks]
-        lines.append(f"| peer: {peer['peer']} {peer['peer_version']} | {len(peer['seeds'])} | " + " | ".join(cells)
+        lines.append(f"| peer: {peer['peer']} {peer['peer_version']} | {_seeds(peer['seeds'])} | " + " | ".join(cells)
                      + " | – | – |")
     return "\n".join(lines)
 

@@ -37,6 +37,6 @@ def test_rows_show_each_report_and_the_peer(tmp_path, capsys):
     assert _load().main([str(one), str(three), "--peer", str(peer)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "| Setting | Seeds | `a` | `b` | Mean Δ | Params |"
-    assert lines[2] == "| screen | 1 | 0.800 (+0.020) | 0.500 (-0.040) | -0.0100 | – |"
-    assert lines[3] == "| default | 3 | 0.810 (+0.010 ± 0.005) | 0.600 (+0.030 ± 0.010) | +0.0200 | 1.02x |"
+    assert lines[2] == "| screen | 42 | 0.800 (+0.020) | 0.500 (-0.040) | -0.0100 | – |"
+    assert lines[3] == "| default | 1, 2, 3 | 0.810 (+0.010 ± 0.005) | 0.600 (+0.030 ± 0.010) | +0.0200 | 1.02x |"
     assert lines[4] == "| peer: tasknet 1.60 | 1 | 0.700 | 0.400 | – | – |"
