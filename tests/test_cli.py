@@ -128,3 +128,21 @@ def test_evaluate_bad_data_is_one_line(trained, tmp_path, capsys):
     assert code == 2 and last.startswith("hf-mtl: error:") and "'neutral' is not in the label set" in last and "bad.jsonl" in last
     code, _, err = run_cli(["evaluate", str(trained), "--data", f"weather={bad}"], capsys)
     assert code == 2 and "the model has no task 'weather'" in err
+
+
+def test_os_errors_are_one_line_naming_the_path(capsys, tmp_path, monkeypatch):
+    import errno
+
+    from hf_mtl.cli.commands import train as train_command
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run_cli(["train", DEMO, "-o", f"training.output_dir={blocker}"], capsys)
+    assert code == 2 and "training.output_dir" in err and "is a file, not a folder" in err and "Traceback" not in err
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model.safetensors"))
+
+    monkeypatch.setattr(train_command, "run", full_disk)
+    parser_run = run_cli(["train", DEMO], capsys)
+    assert parser_run[0] == 2 and parser_run[2].startswith(f"hf-mtl: error: {tmp_path / 'model.safetensors'}: no space left")

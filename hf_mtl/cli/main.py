@@ -1,8 +1,9 @@
 """`hf-mtl` command line: one subcommand per module in `hf_mtl/cli/commands/`.
 
 A command module defines `register(subparsers)` (adds its parser and sets `func=run` via `set_defaults`) and
-`run(args) -> int`. User errors (`HfMtlError`, `ValueError`, `FileNotFoundError`, `KeyError` from bad input) print
-one clean line (`hf-mtl: error: ...`) and exit with status 2; `--debug` shows the traceback instead.
+`run(args) -> int`. User errors (`HfMtlError`, `ValueError`, `FileNotFoundError`, `KeyError` from bad input) and OS
+errors (`<path>: <reason>`, a full disk named as such) print one clean line (`hf-mtl: error: ...`) and exit with
+status 2; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -49,9 +50,36 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"hf-mtl: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # after USER_ERRORS: FileNotFoundError is an OSError with its own message
+        if args.debug:
+            raise
+        print(f"hf-mtl: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        if args.debug or not _looks_like_a_failed_write(error):
+            raise
+        print(f"hf-mtl: error: a file write failed ({str(error).splitlines()[0][:200]}): the disk is probably full "
+              "(no space left); free space and resume from the last complete checkpoint.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hf-mtl: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(error: OSError) -> str:
+    """`<path>: <reason>`, naming a full disk in words a user can act on."""
+    import errno
+
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        reason = "no space left on the device; free space and resume from the last complete checkpoint"
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
+def _looks_like_a_failed_write(error: RuntimeError) -> bool:
+    # torch's serializer reports a short write (a full disk) as "unexpected pos N vs M" or a failed file write.
+    text = str(error)
+    return "unexpected pos" in text or "PytorchStreamWriter failed" in text
 
 
 if __name__ == "__main__":

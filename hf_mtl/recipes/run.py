@@ -82,6 +82,22 @@ def check_launch(recipe: Recipe, args) -> None:
                            f"(Trainer world size {args.world_size}): {fix}.")
 
 
+def check_output_dir(recipe: Recipe, output_dir: str) -> None:
+    """The output folder must be a writable folder before anything loads or trains (not a file, not read-only)."""
+    import tempfile
+
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise recipe.error("training.output_dir", f"{output_dir!r} is a file, not a folder: choose another output_dir.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".hf_mtl_write_check"):
+            pass
+    except OSError as error:
+        raise recipe.error("training.output_dir", f"cannot write into {output_dir!r} ({error.strerror or error}): "
+                           "choose a folder you can write to.") from None
+
+
 def check_evaluation_settings(recipe: Recipe, args, evaluated: list[str], specs) -> None:
     """What the final evaluation needs, checked before training: a failure there would come after the training."""
     from ..evaluation.metrics import METRICS_BY_TYPE
@@ -130,6 +146,7 @@ def train_recipe(
     """
     args = recipe.training_arguments(**(changes or {}))
     check_launch(recipe, args)
+    check_output_dir(recipe, args.output_dir)
     set_seed(args.seed)  # heads are initialised before Trainer seeds anything
     with args.main_process_first(desc="loading data", local=False):
         data = load_recipe_data(recipe)
