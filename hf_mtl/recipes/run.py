@@ -83,19 +83,22 @@ def check_launch(recipe: Recipe, args) -> None:
 
 
 def check_output_dir(recipe: Recipe, output_dir: str) -> None:
-    """The output folder must be a writable folder before anything loads or trains (not a file, not read-only)."""
-    import tempfile
+    """The output folder must be writable before anything loads or trains (not a file, not read-only). Nothing is
+    created here: a run refused later for another reason leaves no folder behind."""
+    import os
 
-    path = Path(output_dir)
+    path = Path(output_dir).resolve()
     if path.exists() and not path.is_dir():
         raise recipe.error("training.output_dir", f"{output_dir!r} is a file, not a folder: choose another output_dir.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".hf_mtl_write_check"):
-            pass
-    except OSError as error:
-        raise recipe.error("training.output_dir", f"cannot write into {output_dir!r} ({error.strerror or error}): "
-                           "choose a folder you can write to.") from None
+    existing = path
+    while not existing.exists():  # the folder is made by the run; its nearest existing parent must take it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise recipe.error("training.output_dir", f"{str(existing)!r} is a file, so {output_dir!r} cannot be created "
+                           "under it: choose another output_dir.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise recipe.error("training.output_dir", f"cannot write into {str(existing)!r} (permission denied): choose a "
+                           "folder you can write to.")
 
 
 def check_evaluation_settings(recipe: Recipe, args, evaluated: list[str], specs) -> None:
