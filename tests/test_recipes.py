@@ -158,6 +158,9 @@ def test_environment_variables_and_relative_paths(tmp_path, monkeypatch):
         (["training.weighting_lr=-0.1"], "training.weighting_lr", "finite number > 0"),
         # A run that trains nothing would save a random model as if trained.
         (["training.num_train_epochs=0", "training.max_steps=-1"], "training.num_train_epochs", "train nothing"),
+        # A backbone path that does not exist is named as such, not as a malformed Hub id.
+        (["model.backbone=./no/such/model"], "model.backbone", "no folder './no/such/model'"),
+        (["model.backbone=/tmp"], "model.backbone", "folder without config.json"),
     ],
 )
 def test_bad_recipe_values_fail_in_one_line_naming_file_and_key(overrides, key, words):

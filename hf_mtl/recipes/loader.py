@@ -255,6 +255,7 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
         if key not in model_keys and key not in allowed_config:
             raise RecipeError(source, f"model.{key}", _unknown("model key", key, model_keys + allowed_config))
     model_args = _parse(source, "model", ModelArguments, {k: v for k, v in model_section.items() if k in model_keys})
+    _check_backbone(source, model_args.backbone)
     config_kwargs = {k: v for k, v in model_section.items() if k not in model_keys}
     data_args = _parse(source, "data", DataArguments, raw["data"])
 
@@ -291,6 +292,22 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
 # Transformers users know it (training steps only); a recipe is the whole job, so it adds the refinement stage, which
 # measured on the dev suite (the README's transfer table) keeps every task at or above its single-task run.
 RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100}
+
+
+def _check_backbone(source: str, backbone: str) -> None:
+    """A backbone written as a local path must exist: otherwise transformers reads it as a Hub id and answers with
+    "repo id must be in the form ...", which names neither the cause nor the fix."""
+    if backbone in ("minilm", "tiny"):
+        return
+    path = Path(backbone).expanduser()
+    looks_local = backbone.startswith(("/", "./", "../", "~", ".\\")) or backbone.count("/") > 1 or "\\" in backbone
+    if looks_local and not path.exists():
+        raise RecipeError(source, "model.backbone", f"no folder {backbone!r} (relative paths start from the current "
+                          "directory): give a saved model folder, a Hub id such as 'bert-base-uncased' or "
+                          "'org/name', or 'minilm' (offline default).")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise RecipeError(source, "model.backbone", f"{backbone!r} is a folder without config.json: point at the "
+                          "folder that `save_pretrained` wrote.")
 
 
 def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
