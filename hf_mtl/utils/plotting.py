@@ -62,12 +62,7 @@ def plot_training_curves(
         axis.legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_transfer_deltas(
@@ -87,6 +82,11 @@ def plot_transfer_deltas(
     axis.set_ylabel(ylabel)
     axis.set_title(title or "Transfer: multi-task vs single-task (green = multi-task better)")
     axis.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def _save(figure, path: str | Path) -> Path:
+    """Lay out, write (making the folder) and close a figure; the one place plots are saved."""
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
