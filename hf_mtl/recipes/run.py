@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, BertConfig, set_seed
 
 from ..configuration_multitask import MultiTaskConfig
 from ..evaluation import main_metric
+from ..evaluation.metrics import METRICS_BY_TYPE
 from ..modeling_multitask import MultiTaskModel
 from ..training.trainer import MultiTaskTrainer
 from .data import TaskData, load_recipe_data
@@ -103,8 +104,6 @@ def check_output_dir(recipe: Recipe, output_dir: str) -> None:
 
 def check_evaluation_settings(recipe: Recipe, args, evaluated: list[str], specs) -> None:
     """What the final evaluation needs, checked before training: a failure there would come after the training."""
-    from ..evaluation.metrics import METRICS_BY_TYPE
-
     metric = args.metric_for_best_model
     if metric is None:
         return
