@@ -33,7 +33,11 @@ class MultiTaskConfig(PreTrainedConfig):
             (see [`TaskSpec`]) overrides it.
         task_embedding (`str`, *optional*, defaults to `"cls"`):
             Task conditioning of the shared encoder: `"cls"` adds a learned vector per task (zero at the start) to
-            the input embedding of the first token, so the encoder knows each row's task (as tasknet does).
+            the input embedding of the first token, so the encoder knows each row's task (as tasknet does);
+            `"prefix"` inserts `task_prefix_length` learned vectors per task after the first token (a task token /
+            prompt prefix, removed again before the heads); `"none"` leaves the encoder unconditioned.
+        task_prefix_length (`int`, *optional*, defaults to 4):
+            Vectors per task of `task_embedding="prefix"`.
         classifier_dropout (`float`, *optional*):
             Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
         adversarial (`bool`, *optional*, defaults to `False`):
@@ -95,6 +99,7 @@ class MultiTaskConfig(PreTrainedConfig):
     tasks: list = field(default_factory=list)
     pooling: str = "cls"
     task_embedding: str = "cls"
+    task_prefix_length: int = 4
     classifier_dropout: float | None = None
     adversarial: bool = False
     sharing: str = "hard"
@@ -113,6 +118,8 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(
                 f"Unknown task_embedding {self.task_embedding!r}. Choose one of: {', '.join(TASK_EMBEDDING_CHOICES)}."
             )
+        if isinstance(self.task_prefix_length, bool) or not isinstance(self.task_prefix_length, int) or self.task_prefix_length < 1:
+            raise ValueError(f"task_prefix_length must be an integer >= 1 (vectors per task), got {self.task_prefix_length!r}.")
         if self.sharing not in SHARING:
             raise ValueError(SHARING.unknown_message(self.sharing))
         if self.sharing_kwargs is not None and not isinstance(self.sharing_kwargs, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
 from .heads.discriminator import TaskDiscriminator
-from .heads.task_embedding import TaskEmbedding
+from .heads.task_embedding import TaskEmbedding, build_task_embedding
 from .sharing import SHARING, EncodedBatch, SharingScheme
 from .tasks import TaskSpec, check_unique_names
 from .utils.input_checks import check_model_inputs
@@ -135,8 +136,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.sharing.setup(self)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
         self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
-        self.task_embedding = (
-            TaskEmbedding(len(config.tasks), config.encoder.hidden_size) if config.task_embedding == "cls" else None
+        self.task_embedding = build_task_embedding(
+            config.task_embedding, len(config.tasks), config.encoder.hidden_size, config.task_prefix_length
         )
         self.post_init()
         self.sharing.after_init(self)
@@ -408,6 +409,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         else:
             encoder_task_ids = task_ids
         encoder_inputs = {key: value for key, value in encoder_inputs.items() if value is not None}
+        mask = encoder_inputs.get("attention_mask")  # the heads' mask: the input's positions
         if self.task_embedding is not None:
             encoder_inputs = self.task_embedding.condition(self.encoder.get_input_embeddings(), encoder_inputs, encoder_task_ids)
         if output_hidden_states:
@@ -416,8 +418,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             encoder_inputs["output_attentions"] = True
 
         encoded = self.encode(encoder_task_ids, encoder_inputs)
+        if self.task_embedding is not None:
+            encoded = self._strip_task_prefix(encoded)
         hidden, encoder_outputs = encoded.hidden_states, encoded.encoder_outputs
-        mask = encoder_inputs.get("attention_mask")
         auxiliary_losses = dict(encoded.auxiliary_losses or {})
         if self.discriminator is not None and self.training:
             pooled = pool(encoded.shared_hidden_states, mask, self.config.pooling)  # attention pools as mean here
@@ -459,6 +462,20 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             auxiliary_losses=auxiliary_losses or None,
             hidden_states=getattr(encoder_outputs, "hidden_states", None),
             attentions=getattr(encoder_outputs, "attentions", None),
+        )
+
+    def _strip_task_prefix(self, encoded: EncodedBatch) -> EncodedBatch:
+        """The encoder's outputs in the input's positions (`task_embedding="prefix"` inserted positions; "cls" none)."""
+        strip = self.task_embedding.strip
+        outputs = encoded.encoder_outputs
+        if outputs is not None and getattr(outputs, "hidden_states", None) is not None:
+            outputs.hidden_states = tuple(strip(states) for states in outputs.hidden_states)
+        if outputs is not None and getattr(outputs, "attentions", None) is not None:  # [batch, heads, query, key]
+            outputs.attentions = tuple(
+                strip(strip(a.transpose(1, 2)).transpose(1, 2).transpose(1, 3)).transpose(1, 3) for a in outputs.attentions
+            )
+        return dataclasses.replace(
+            encoded, hidden_states=strip(encoded.hidden_states), shared_hidden_states=strip(encoded.shared_hidden_states)
         )
 
     def _score_joint_head(self, name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices, task_losses):

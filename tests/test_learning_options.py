@@ -63,8 +63,46 @@ def test_task_embedding_follows_add_and_remove_task():
     assert model.task_embedding.weight[:, 0].tolist() == [0.0, 2.0, 0.0]
 
 
+def test_task_prefix_is_inserted_after_cls_and_removed_before_the_heads(tmp_path):
+    plain, prefixed = build(task_embedding="none"), build(task_embedding="prefix", task_prefix_length=2)
+    prefixed.load_state_dict(plain.state_dict(), strict=False)
+    assert prefixed.task_embedding.weight.shape == (3, 2, 32) and not prefixed.task_embedding.weight.any()
+    inputs = batch()
+    inputs["attention_mask"][0, 5:] = 0
+    # the encoder sees [CLS] + 2 prefix vectors + the text; heads see the text's positions only
+    conditioned = prefixed.task_embedding.condition(prefixed.encoder.get_input_embeddings(), dict(inputs), torch.tensor([1] * 4))
+    assert conditioned["inputs_embeds"].shape == (4, 9, 32)
+    assert conditioned["position_ids"][0].tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6]
+    assert conditioned["attention_mask"][0].tolist() == [1, 1, 1, 1, 1, 1, 1, 0, 0]
+    out = prefixed(**inputs, task_ids=torch.tensor([0, 1, 0, 1]), output_hidden_states=True)
+    assert out.task_logits["ner"].shape == (2, 7, 3) and out.hidden_states[-1].shape == (4, 7, 32)
+    # even at zero the prefix changes the computation (copies of [CLS] are attended to): not the plain model
+    assert not torch.allclose(prefixed(**inputs, task="ner").logits, plain(**inputs, task="ner").logits)
+    before, sst2_before = prefixed(**inputs, task="ner").logits, prefixed(**inputs, task="sst2").logits
+    with torch.no_grad():
+        prefixed.task_embedding.weight[1].normal_()
+    after = prefixed(**inputs, task="ner").logits
+    assert not torch.allclose(after, before)  # task 1's vectors condition task 1's rows, and only them
+    torch.testing.assert_close(prefixed(**inputs, task="sst2").logits, sst2_before)
+    prefixed.save_pretrained(tmp_path / "model")
+    reloaded = AutoModel.from_pretrained(tmp_path / "model").eval()
+    assert (reloaded.config.task_embedding, reloaded.config.task_prefix_length) == ("prefix", 2)
+    torch.testing.assert_close(reloaded(**inputs, task="ner").logits, after)
+    reloaded.add_task({"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]})
+    assert reloaded.task_embedding.weight.shape == (4, 2, 32) and not reloaded.task_embedding.weight[3].any()
+    with pytest.raises(ValueError, match="task_prefix_length must be an integer >= 1.*got 0"):
+        build(task_embedding="prefix", task_prefix_length=0)
+
+
+def test_training_moves_the_task_prefix(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(list(data), task_embedding="prefix", task_prefix_length=2)
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, batching="mixed")
+    trainer.train()
+    assert model.task_embedding.weight.abs().sum(dim=(1, 2)).gt(0).all()
+
+
 def test_unknown_task_embedding_and_pooling_name_the_choices():
-    with pytest.raises(ValueError, match="Unknown task_embedding 'token'.*none, cls"):
+    with pytest.raises(ValueError, match="Unknown task_embedding 'token'.*none, cls, prefix"):
         build(task_embedding="token")
     with pytest.raises(TaskError, match="unknown pooling 'max'.*cls, mean, attention"):
         MultiTaskConfig(encoder=tiny_bert_config(), tasks=[{**TASKS[0], "pooling": "max"}])
