@@ -194,3 +194,28 @@ def test_a_checkpoint_from_before_task_embeddings_loads_without_one(tmp_path):
     path.write_text(json.dumps(config))
     assert MultiTaskConfig.from_pretrained(tmp_path / "old").task_embedding == "none"
     assert AutoModel.from_pretrained(tmp_path / "old").task_embedding is None
+
+
+def test_label_smoothing_factor_smooths_the_cross_entropy_heads_in_training_only(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(list(data))
+    make_trainer(tmp_path, tokenizer, data, model=model, label_smoothing_factor=0.2)
+    smoothed = {name: head.label_smoothing for name, head in model.heads.items()}
+    assert all(value == (0.2 if model.heads[name].smoothable else 0.0) for name, value in smoothed.items())
+    assert any(smoothed.values())
+    head = next(head for head in model.heads.values() if head.task_type == "sequence_classification")
+    logits, labels = torch.tensor([[4.0, -4.0], [3.0, -2.0]]), torch.tensor([0, 0])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    head.train()
+    assert head.compute_loss(logits, labels) > plain + 0.1  # a confident right answer costs more when smoothed
+    head.eval()
+    torch.testing.assert_close(head.compute_loss(logits, labels), plain)  # evaluation losses stay comparable
+    make_trainer(tmp_path, tokenizer, data, model=model)  # a new trainer without smoothing resets the heads
+    assert not any(head.label_smoothing for head in model.heads.values())
+
+
+def test_label_smoothing_without_a_classification_head_is_refused(tmp_path, tokenizer):  # noqa: F811
+    from hf_mtl.data.demo_data import demo_datasets
+
+    regression = demo_datasets(num_train=8, num_eval=4, seed=1, tasks=["rating"])
+    with pytest.raises(ValueError, match="label_smoothing_factor=0.1 smooths cross-entropy losses.*rating: regression"):
+        make_trainer(tmp_path, tokenizer, regression, model=make_model(["rating"]), label_smoothing_factor=0.1)

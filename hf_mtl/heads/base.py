@@ -61,17 +61,25 @@ class TaskHead(nn.Module):
     - `per_token`: one prediction per token (labels `[batch, seq_len]`) instead of one per row.
     - `mixable`: the head can share a mixed-task batch (one encoder pass). Multiple choice cannot: its inputs
       are `[batch, num_choices, seq_len]`.
+    - `smoothable`: its loss is a cross-entropy over classes, so `label_smoothing` (set by the trainer from
+      `TrainingArguments.label_smoothing_factor`) applies to it in training mode.
     """
 
     task_type: ClassVar[str] = ""
     per_token: ClassVar[bool] = False
     mixable: ClassVar[bool] = True
+    smoothable: ClassVar[bool] = False
 
     def __init__(self, task: TaskSpec, hidden_size: int, dropout: float, pooling: str):
         super().__init__()
         self.task_name = task.name
         self.num_labels = self.num_outputs(task)
         self.pooling = pooling
+        self.label_smoothing = 0.0  # training configuration, not saved: the trainer sets it
+
+    def _smoothing(self) -> float:
+        """Label smoothing of the cross-entropy: training only (evaluation losses stay the plain cross-entropy)."""
+        return self.label_smoothing if self.training else 0.0
 
     @classmethod
     def validate_task(cls, task: TaskSpec) -> None:

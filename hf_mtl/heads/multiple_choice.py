@@ -17,6 +17,7 @@ class MultipleChoiceHead(PooledHead):
     """
 
     task_type = "multiple_choice"
+    smoothable = True
     mixable = False
 
     def forward(self, hidden_states, attention_mask, batch_size):
@@ -24,7 +25,7 @@ class MultipleChoiceHead(PooledHead):
         return scores.view(batch_size, -1)
 
     def compute_loss(self, logits, labels):
-        return nn.functional.cross_entropy(logits, labels.long(), ignore_index=-100)
+        return nn.functional.cross_entropy(logits, labels.long(), ignore_index=-100, label_smoothing=self._smoothing())
 
     def check_labels(self, labels: torch.Tensor, input_shape: torch.Size) -> None:
         batch_size, num_choices = input_shape[0], input_shape[1]

@@ -13,9 +13,10 @@ class SequenceClassificationHead(PooledHead):
     """One label per row; cross-entropy loss. Labels: `torch.long` class ids `[batch]`, -100 ignores a row."""
 
     task_type = "sequence_classification"
+    smoothable = True
 
     def compute_loss(self, logits, labels):
-        return nn.functional.cross_entropy(logits, labels.long(), ignore_index=-100)
+        return nn.functional.cross_entropy(logits, labels.long(), ignore_index=-100, label_smoothing=self._smoothing())
 
     def check_labels(self, labels: torch.Tensor, input_shape: torch.Size) -> None:
         batch_size = input_shape[0]

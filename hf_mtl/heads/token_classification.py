@@ -13,6 +13,7 @@ class TokenClassificationHead(TaskHead):
     """Dropout -> linear per token, as `BertForTokenClassification`; cross-entropy over non-ignored tokens."""
 
     task_type = "token_classification"
+    smoothable = True
     per_token = True
 
     def __init__(self, task, hidden_size, dropout, pooling):
@@ -26,7 +27,9 @@ class TokenClassificationHead(TaskHead):
     def compute_loss(self, logits, labels):
         # Mean over the labelled tokens, and 0 (not NaN) when a batch has none (e.g. rows with an empty word list).
         labels = labels.reshape(-1).long()
-        total = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels, ignore_index=-100, reduction="sum")
+        total = nn.functional.cross_entropy(
+            logits.reshape(-1, self.num_labels), labels, ignore_index=-100, reduction="sum", label_smoothing=self._smoothing()
+        )
         return total / (labels != -100).sum().clamp(min=1)
 
     def labels_from_padded(self, padded, input_shape):

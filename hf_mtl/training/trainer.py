@@ -122,6 +122,7 @@ class MultiTaskTrainer(Trainer):
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
         self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
+        self._set_label_smoothing(model, args.label_smoothing_factor)
         self.max_seq_length = check_tokenizer_fits_model(processing_class, model, args.max_seq_length)
         self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
         self.task_eval_datasets = self._prepare_split(eval_dataset, "eval", processing_class, args, require_all=False)
@@ -284,6 +285,21 @@ class MultiTaskTrainer(Trainer):
             pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
         )
         return self.accelerator.prepare(loader)
+
+    def _set_label_smoothing(self, model: MultiTaskModel, factor: float) -> None:
+        """`label_smoothing_factor` goes to each cross-entropy head (Trainer's own `LabelSmoother` never sees the
+        per-task logits); regression and multi-label heads have no classes to smooth and are named in a warning."""
+        smoothable = [name for name, head in model.heads.items() if head.smoothable]
+        if factor > 0 and not smoothable:
+            raise ValueError(
+                f"label_smoothing_factor={factor} smooths cross-entropy losses, and no task of this model has one "
+                f"({', '.join(f'{n}: {h.task_type}' for n, h in model.heads.items())}). Set label_smoothing_factor=0."
+            )
+        for head in model.heads.values():
+            head.label_smoothing = factor if head.smoothable else 0.0
+        others = [name for name in model.heads if name not in smoothable]
+        if factor > 0 and others:
+            logger.warning(f"label_smoothing_factor={factor} applies to {smoothable}; {others} have no classes to smooth.")
 
     # ------------------------------------------------------------------ optimisation
 
