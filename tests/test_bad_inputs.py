@@ -220,6 +220,18 @@ def _recipe_with(env: Env, name: str, edit: Callable[[str], str]) -> Path:
     return path
 
 
+def _recipe_with_file(env: Env, name: str, content: bytes, suffix: str = ".jsonl") -> Path:
+    """The SST-2 recipe whose validation split is a file holding `content`."""
+    path = _recipe(env, name)
+    (path.parent / f"validation{suffix}").write_bytes(content)
+    return path, [f"tasks.sst2.data.validation={path.parent / f'validation{suffix}'}"]
+
+
+def _load_bad_file(env: Env, name: str, content: bytes, suffix: str = ".jsonl"):
+    path, overrides = _recipe_with_file(env, name, content, suffix)
+    return load_recipe_data(load_recipe(path, overrides))
+
+
 BAD_INPUTS = [
     # ------------------------------------------------------------------ config / task specs
     BadInput("config", "task type that does not exist", lambda e: MultiTaskConfig(tasks=[{"name": "x", "type": "seq_cls"}]),
@@ -353,6 +365,18 @@ BAD_INPUTS = [
              RecipeError, r"recipe\.yaml: training\.learning_rat: .*[Dd]id you mean 'learning_rate'"),
     BadInput("recipe", "data file that does not exist", lambda e: load_recipe_data(load_recipe(_recipe(e, "nofile"), ["tasks.sst2.data.validation=missing.jsonl"])),
              RecipeError, r"tasks\.sst2\.data\.validation: .*'missing\.jsonl' not found"),
+    BadInput("recipe", "empty data file", lambda e: _load_bad_file(e, "empty", b""),
+             RecipeError, r"tasks\.sst2\.data\.validation: .*validation\.jsonl is empty: it holds no rows"),
+    BadInput("recipe", "data file of blank lines", lambda e: _load_bad_file(e, "blank", b"\n  \n", ".csv"),
+             RecipeError, r"validation\.csv is empty"),
+    BadInput("recipe", "one malformed JSON line", lambda e: _load_bad_file(e, "badjson", b'{"text": "a", "label": "positive"}\n{"text": "b", "label": \n'),
+             RecipeError, r"validation\.jsonl, line 2: not valid JSON \(Expecting value at the end of the line\)"),
+    BadInput("recipe", "a JSON line that is not an object", lambda e: _load_bad_file(e, "jsonlist", b'{"text": "a", "label": "positive"}\n["b", "negative"]\n'),
+             RecipeError, r"validation\.jsonl, line 2: a JSON list, not an object"),
+    BadInput("recipe", "data file that is not UTF-8", lambda e: _load_bad_file(e, "latin1", b'{"text": "ok", "label": "positive"}\n{"text": "caf\xe9", "label": "positive"}\n'),
+             RecipeError, r"validation\.jsonl is not UTF-8 text: line 2 has the byte 0xE9\. Save the file as UTF-8"),
+    BadInput("recipe", "csv file that is not UTF-8", lambda e: _load_bad_file(e, "latin1csv", b"text,label\ncaf\xe9,positive\n", ".csv"),
+             RecipeError, r"validation\.csv is not UTF-8 text: line 2"),
     BadInput("recipe", "text column that is not in the file", lambda e: load_recipe_data(load_recipe(_recipe(e, "nocolumn", text_columns=["sentence"]))),
              RecipeError, r"tasks\.sst2\.text_columns: column 'sentence' is not in train\.jsonl"),
     BadInput("recipe", "label value outside the recipe's label set", lambda e: load_recipe_data(load_recipe(_recipe(e, "labels", labels=["negative", "neutral"]))),

@@ -14,7 +14,9 @@ become `"0" .. "<max>"`. Regression and multiple choice need no labels.
 
 from __future__ import annotations
 
+import codecs
 import glob
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,10 +144,63 @@ def load_files(recipe: Recipe | None, key: str, value: Any, fmt: str | None = No
         raise _error(recipe, key, f"cannot tell the format of {[Path(p).name for p in paths]}: use .json, .jsonl, .csv, "
                      ".tsv or .parquet files (all of one kind), or set `format:` (json, csv or parquet).")
     kwargs = {"delimiter": "\t"} if builder == "csv" and all(p.lower().endswith(".tsv") for p in paths) else {}
+    if builder in ("json", "csv"):
+        for path in paths:
+            problem = text_file_problem(path)
+            if problem:
+                raise _error(recipe, key, problem)
     try:
         return load_dataset(builder, data_files={"data": paths}, split="data", **kwargs)
-    except Exception as error:  # a malformed file: name it
-        raise _error(recipe, key, f"could not read {[Path(p).name for p in paths]} as {builder}: {type(error).__name__}: {error}") from None
+    except Exception as error:  # a malformed file: name it, and the line when it is one bad JSON line
+        located = next(filter(None, (json_lines_problem(path) for path in paths)), None) if builder == "json" else None
+        raise _error(recipe, key, located or f"could not read {[Path(p).name for p in paths]} as {builder}: "
+                     f"{type(error).__name__}: {error}") from None
+
+
+def text_file_problem(path: str) -> str | None:
+    """Why a json/csv file cannot hold rows, found before `datasets` reads it: empty, or not UTF-8 (with the line)."""
+    line = 1
+    with open(path, "rb") as handle:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        empty = True
+        while chunk := handle.read(1 << 20):
+            empty = empty and not chunk.strip()
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:  # error.object: the bytes held back from the last chunk + this one
+                line += error.object[: error.start].count(b"\n")
+                return (f"{path} is not UTF-8 text: line {line} has the byte 0x{error.object[error.start]:02X}. Save the file as UTF-8 "
+                        f"(e.g. `iconv -f latin1 -t utf-8 {Path(path).name} > fixed.{Path(path).suffix.lstrip('.')}`).")
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return f"{path} is not UTF-8 text: it ends inside a multi-byte character (line {line}). Save it as UTF-8."
+    if empty:
+        return f"{path} is empty: it holds no rows. Fill it, or remove it from the recipe."
+    return None
+
+
+def json_lines_problem(path: str) -> str | None:
+    """The first line of a JSON-lines file that is not one JSON object, with the parser's reason (1-based line)."""
+    with open(path, encoding="utf-8") as handle:
+        first = handle.read(1 << 16).lstrip()[:1]
+        if first == "[":  # one JSON document, not lines: datasets' own message says enough
+            return None
+        handle.seek(0)
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            line = line.rstrip("\r\n")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                where = "at the end of the line" if error.pos >= len(line.rstrip()) else f"at column {error.pos + 1}"
+                return (f"{path}, line {number}: not valid JSON ({error.msg} {where}). Each line of a "
+                        "JSON-lines file is one object such as {\"text\": \"...\", \"label\": \"...\"}: fix or remove the line.")
+            if not isinstance(row, dict):
+                return f"{path}, line {number}: a JSON {type(row).__name__}, not an object {{column: value, ...}}."
+    return None
 
 
 def _error(recipe: Recipe | None, key: str, message: str, kind=ValueError) -> Exception:
