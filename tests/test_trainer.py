@@ -2,7 +2,7 @@ import os
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
 from hf_mtl import (
@@ -99,6 +99,27 @@ def test_evaluate_reports_every_task_metric_and_the_average(tmp_path, tokenizer,
     mains = [metrics["eval_sentiment_accuracy"], metrics["eval_rating_pearson"], metrics["eval_entities_f1"], metrics["eval_topics_micro_f1"]]
     assert metrics["eval_average"] == pytest.approx(sum(mains) / 4)
     assert trainer.last_eval_metrics["entities"]["f1"] == metrics["eval_entities_f1"]
+
+
+def test_load_dataset_output_fits_directly_and_predict_returns_each_task(tmp_path, tokenizer, data):
+    # {task: DatasetDict} as load_dataset returns it: train from "train", evaluation from "validation"
+    trainer = MultiTaskTrainer(
+        model=make_model(), args=MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", max_seq_length=32),
+        train_dataset=dict(data), eval_dataset=dict(data), processing_class=tokenizer,
+    )
+    assert {name: len(d) for name, d in trainer.task_eval_datasets.items()} == {name: len(d["validation"]) for name, d in data.items()}
+    test = {name: DatasetDict(test=split["validation"]) for name, split in data.items()}
+    test["sentiment"] = DatasetDict(test=data["sentiment"]["validation"].remove_columns("label"))  # no labels: still predicted
+    results = trainer.predict(test)
+    assert set(results) == set(data)
+    sentiment, rating = results["sentiment"], results["rating"]
+    assert sentiment.predictions.shape == (len(data["sentiment"]["validation"]), 2) and sentiment.label_ids is None
+    assert rating.predictions.shape == (len(data["rating"]["validation"]),) and "test_rating_pearson" in rating.metrics
+    assert results["entities"].predictions.ndim == 3
+    with pytest.raises(TypeError, match=r"DatasetDict of splits \(train, validation\), not of tasks"):
+        trainer.predict(data["sentiment"])
+    with pytest.raises(TypeError, match=r"Task 'sentiment': its DatasetDict has splits \['train', 'validation'\] and none of \['test'\]"):
+        trainer.predict({"sentiment": data["sentiment"]})
 
 
 def test_load_best_model_at_end_on_a_task_metric(tmp_path, tokenizer, data):
@@ -224,7 +245,7 @@ def test_bad_inputs_fail_before_training(tmp_path, tokenizer, data):
     bad_label = Dataset.from_list([{"text": "fine", "label": "neutral"}])
     with pytest.raises(LabelError, match=r"row 0: label 'neutral' is not in the label set \['negative', 'positive'\]"):
         MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "sentiment": bad_label}, processing_class=tokenizer)
-    with pytest.raises(TypeError, match=r"must be a dict \{task_name: datasets.Dataset\}"):
+    with pytest.raises(TypeError, match=r"must be a dict \{task_name: datasets.Dataset or DatasetDict\}"):
         MultiTaskTrainer(model=make_model(), args=args, train_dataset=train["sentiment"], processing_class=tokenizer)
     with pytest.raises(ValueError, match=r"Unknown weighting 'pcgrd'.*Did you mean 'pcgrad'"):
         MultiTaskTrainingArguments(output_dir=str(tmp_path), weighting="pcgrd")

@@ -24,10 +24,10 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, PredictionOutput, rotate_checkpoints
 from transformers.utils import logging
 
-from ..data import MultiTaskCollator, MultiTaskDataset, preprocess_task
+from ..data import MultiTaskCollator, MultiTaskDataset, label_column, preprocess_task
 from ..data.joint import merge_stream, training_streams
 from ..errors import TaskError
 from ..evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
@@ -69,6 +69,20 @@ def task_loss_scales(specs, loss_scaling: str) -> dict[str, float]:
         spec.name: 1.0 / math.log(spec.num_labels) if spec.type != "regression" and spec.num_labels >= 2 else 1.0
         for spec in specs
     }
+
+
+SPLIT_NAMES = {"train": ("train",), "eval": ("validation", "valid", "dev"), "test": ("test",)}
+
+
+def _split_of(dataset: DatasetDict, task: str, split: str) -> Dataset:
+    """The split of a task's `DatasetDict` (`load_dataset` output) that `split` means, or an error listing its splits."""
+    for name in SPLIT_NAMES[split]:
+        if name in dataset:
+            return dataset[name]
+    raise TypeError(
+        f"Task {task!r}: its DatasetDict has splits {list(dataset)} and none of {list(SPLIT_NAMES[split])} for the "
+        f"{split} data: pass the split to use, e.g. `dataset[{next(iter(dataset))!r}]`."
+    )
 
 
 class MultiTaskTrainer(Trainer):
@@ -203,12 +217,19 @@ class MultiTaskTrainer(Trainer):
             raise ValueError("orthogonality_weight > 0 needs a shared-private model (config `sharing='shared_private'`).")
 
     def _prepare_split(self, datasets, split, tokenizer, args, require_all) -> dict[str, Dataset]:
+        """`{task: Dataset}` tokenised for `split` ("train", "eval" or "test"). A task may also be given as the
+        `DatasetDict` that `load_dataset` returns: its train / validation / test split is taken."""
         if datasets is None:
             return {}
-        if isinstance(datasets, (Dataset, DatasetDict)) or not isinstance(datasets, Mapping):
+        if isinstance(datasets, Dataset) or not isinstance(datasets, Mapping):
             raise TypeError(
-                f"The {split} data must be a dict {{task_name: datasets.Dataset}} (one split per task), "
+                f"The {split} data must be a dict {{task_name: datasets.Dataset or DatasetDict}} (one entry per task), "
                 f"got {type(datasets).__name__}."
+            )
+        if isinstance(datasets, DatasetDict) and not set(datasets) & set(self.task_names):
+            raise TypeError(
+                f"The {split} data is a DatasetDict of splits ({', '.join(datasets)}), not of tasks: pass "
+                f"{{task_name: dataset}}, e.g. {{{self.task_names[0]!r}: load_dataset(...)}}."
             )
         unknown = sorted(set(datasets) - set(self.task_names))
         if unknown:
@@ -228,12 +249,20 @@ class MultiTaskTrainer(Trainer):
                 continue
             dataset = datasets[name]
             if isinstance(dataset, DatasetDict):
-                raise TypeError(f"Task {name!r}: pass one split (e.g. `dataset['{split}']`), not a DatasetDict.")
+                dataset = _split_of(dataset, name, split)
             if "input_ids" not in dataset.column_names and tokenizer is None:
                 raise ValueError(f"Task {name!r}: raw {split} data needs `processing_class` (a tokenizer) to tokenise it.")
+            # Predictions need no labels; a test split that has them is scored too.
+            need_labels = split != "test" or self._has_labels(name, dataset)
             with args.main_process_first(desc=f"tokenizing {name} ({split})"):
-                prepared[name] = preprocess_task(dataset, self.task_specs[name], tokenizer, self.max_seq_length, split)
+                prepared[name] = preprocess_task(
+                    dataset, self.task_specs[name], tokenizer, self.max_seq_length, split, need_labels=need_labels
+                )
         return prepared
+
+    def _has_labels(self, task: str, dataset: Dataset) -> bool:
+        column = "labels" if "input_ids" in dataset.column_names else label_column(self.task_specs[task])
+        return column in dataset.column_names
 
     # ------------------------------------------------------------------ data
 
@@ -485,6 +514,26 @@ class MultiTaskTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self._memory_tracker.stop_and_update_metrics(metrics)
         return metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> dict[str, PredictionOutput]:
+        """`Trainer.predict` per task: `{task: PredictionOutput}` with that head's raw logits (`predictions`), and
+        its `label_ids` and metrics (`{prefix}_<task>_<metric>`) where the data has labels. `test_dataset` is
+        `{task: Dataset or DatasetDict}` (a DatasetDict gives its `test` split); rows need no labels.
+        Use `hf_mtl.MultiTaskPredictor` for decoded labels and entity spans."""
+        datasets = self._prepare_split(test_dataset, "test", self.processing_class, self.args, require_all=False)
+        if not datasets:
+            raise ValueError("MultiTaskTrainer.predict needs `test_dataset` (a dict of per-task datasets).")
+        results = {}
+        for task, dataset in datasets.items():
+            prefix = f"{metric_key_prefix}_{task}"
+            output = self.evaluation_loop(self._task_dataloader(task, dataset), description=f"Prediction ({task})",
+                                          prediction_loss_only=False, ignore_keys=ignore_keys, metric_key_prefix=prefix)
+            predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            metrics = dict(output.metrics)
+            if output.label_ids is not None:
+                metrics.update({f"{prefix}_{name}": v for name, v in self._task_metrics(task, predictions, output.label_ids).items()})
+            results[task] = PredictionOutput(predictions=predictions, label_ids=output.label_ids, metrics=metrics)
+        return results
 
     def _task_metrics(self, task: str, predictions, label_ids) -> dict[str, float]:
         spec = self.task_specs[task]
