@@ -338,7 +338,7 @@ BAD_INPUTS = [
     BadInput("trainer", "a task with zero training examples", lambda e: e.trainer(train={**e.train, "rating": e.train["rating"].select([])}),
              DataError, r"Task 'rating': the train split is empty"),
     BadInput("trainer", "one Dataset instead of a dict per task", lambda e: e.trainer(train=e.train["sentiment"]),
-             TypeError, r"must be a dict \{task_name: datasets\.Dataset\}"),
+             TypeError, r"must be a dict \{task_name: datasets\.Dataset or DatasetDict\}"),
     BadInput("trainer", "data for a task the model does not have", lambda e: e.trainer(train={**e.train, "nli": e.train["sentiment"]}),
              TaskError, r"Task\(s\) \['nli'\] in the train data are not tasks of the model"),
     BadInput("trainer", "plain TrainingArguments", lambda e: MultiTaskTrainer(model=e.demo_model(), args=TrainingArguments(output_dir=str(e.root)), train_dataset=e.train, processing_class=e.tokenizer),
