@@ -21,6 +21,8 @@ from .modeling_multitask import MultiTaskModel  # noqa: E402
 
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+from . import pipelines  # noqa: E402,F401  (registers `pipeline("multi-task", ...)`)
+
 
 # Public name -> (module that defines it, name there). Submodule paths are relative to this package.
 # `TransferReport` is the old name of `NewTaskReport` ("transfer" now means only multi- vs single-task transfer).
@@ -34,6 +36,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "HEADS": (".heads", "HEADS"),
     "SHARING": (".sharing", "SHARING"),
     "MultiTaskModelOutput": (".modeling_multitask", "MultiTaskModelOutput"),
+    "MultiTaskPredictor": (".inference", "MultiTaskPredictor"),
+    "MultiTaskPipeline": (".pipelines", "MultiTaskPipeline"),
     "MultiTaskPreTrainedModel": (".modeling_multitask", "MultiTaskPreTrainedModel"),
     "InputError": (".utils.input_checks", "InputError"),
     "UnsafeCheckpointError": (".utils.safe_loading", "UnsafeCheckpointError"),
@@ -79,7 +83,9 @@ __all__ = [
     "MultiTaskDataset",
     "MultiTaskModel",
     "MultiTaskModelOutput",
+    "MultiTaskPipeline",
     "MultiTaskPreTrainedModel",
+    "MultiTaskPredictor",
     "MultiTaskTrainer",
     "MultiTaskTrainingArguments",
     "NewTaskReport",
@@ -125,7 +131,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the lazy names
     from .data import DataError, MultiTaskCollator, MultiTaskDataset, preprocess_task
     from .errors import CheckpointError, HfMtlError, LabelError, TaskError
     from .heads import HEADS
+    from .inference import MultiTaskPredictor
     from .modeling_multitask import MultiTaskModelOutput, MultiTaskPreTrainedModel
+    from .pipelines import MultiTaskPipeline
     from .sampling import SAMPLERS, MultiTaskBatchSampler, TaskSampler
     from .sharing import SHARING
     from .tasks import TaskSpec

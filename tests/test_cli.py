@@ -146,3 +146,35 @@ def test_os_errors_are_one_line_naming_the_path(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(train_command, "run", full_disk)
     parser_run = run_cli(["train", DEMO], capsys)
     assert parser_run[0] == 2 and parser_run[2].startswith(f"hf-mtl: error: {tmp_path / 'model.safetensors'}: no space left")
+
+
+def test_multi_task_pipeline_from_the_factory_matches_the_predictor(trained):
+    from transformers import pipeline
+
+    from hf_mtl.pipelines import group_entities
+
+    tagger = pipeline("multi-task", model=str(trained), device="cpu")
+    result = tagger("Bob liked the film in Paris")
+    # every task that reads one text (not the pair task, not one that needs choices), in one call
+    assert {"sentiment", "entities", "topics", "rating"} <= set(result) and "paraphrase" not in result
+    model, tokenizer = AutoModel.from_pretrained(trained), AutoTokenizer.from_pretrained(trained)
+    expected = MultiTaskPredictor(model, tokenizer).predict([{"task": "sentiment", "text": "Bob liked the film in Paris"}])[0]
+    assert result["sentiment"]["label"] == expected["label"]
+    assert result["sentiment"]["scores"] == pytest.approx(expected["scores"], abs=1e-3)
+    assert isinstance(result["entities"], list)  # entity groups (aggregation_strategy="simple")
+    words = tagger("Bob liked it", task="entities", aggregation_strategy="none")
+    assert list(words) == ["entities"] and [t["word"] for t in words["entities"]["tokens"]] == ["Bob", "liked", "it"]
+    batch = tagger(["a good film", {"text": "a", "text_pair": "b"}], tasks=None, batch_size=2)
+    assert "sentiment" in batch[0] and list(batch[1]) == ["paraphrase"]
+    with pytest.raises(Exception, match="Unknown task 'weather'"):
+        tagger("x", task="weather")
+    # BIO grouping, with character offsets in the text
+    tokens = [{"word": w, "tag": t, "score": s} for w, t, s in [
+        ("Ann", "B-PER", 0.9), ("Lee", "I-PER", 0.7), ("met", "O", 0.99), ("Bo", "I-PER", 0.8), ("in", "O", 0.9),
+        ("New", "B-LOC", 0.6), ("York", "I-LOC", 0.8), ("Rome", "B-LOC", 0.5)]]
+    assert group_entities(tokens, "Ann Lee met Bo in New York Rome") == [
+        {"entity_group": "PER", "score": 0.8, "word": "Ann Lee", "start": 0, "end": 7},
+        {"entity_group": "PER", "score": 0.8, "word": "Bo", "start": 12, "end": 14},
+        {"entity_group": "LOC", "score": 0.7, "word": "New York", "start": 18, "end": 26},
+        {"entity_group": "LOC", "score": 0.5, "word": "Rome", "start": 27, "end": 31},
+    ]
