@@ -45,11 +45,23 @@ def test_card_states_tasks_labels_backbone_and_metadata(config):
     assert "bert, 2 layers, hidden size 32" in text
     assert "none recorded" in text  # a random encoder: no base model is claimed
     data = card.data
-    assert data.library_name == "transformers"
+    assert data.library_name == "hf_mtl"  # the Hub's Transformers snippet would fail without `import hf_mtl`
     assert {"hf_mtl", "multi-task"} <= set(data.tags)
+    assert "pip install hf_mtl" in text and 'pipeline("multi-task", model="me/mtl-tiny")' in text
+    assert "one shared encoder and one head per task" in text
     assert data.pipeline_tag is None  # a pipeline cannot pass `task=`
     assert data.base_model is None and data.eval_results is None
     assert "Training data\n\nNot stated." in text
+
+
+def test_card_metadata_license_language_tags_split_and_sharing(all_tasks, tmp_path):
+    config = MultiTaskConfig(encoder=tiny_bert_config(), tasks=all_tasks, sharing="lora")
+    card = build_model_card(config, license="apache-2.0", language="en", tags=["nlu"], eval_results={"sst2": {"accuracy": 0.5}})
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert (loaded.data.license, loaded.data.language) == ("apache-2.0", "en") and "nlu" in loaded.data.tags
+    assert loaded.data.eval_results[0].dataset_split == "validation"
+    assert "one LoRA adapter and one head per task" in loaded.text and "one shared encoder" not in loaded.text
 
 
 def test_eval_results_round_trip_through_model_index(config, tmp_path):
@@ -196,9 +208,12 @@ def test_save_model_card_writes_readme_from_the_saved_config(tmp_path):
 @pytest.mark.parametrize("tasks", [ALL_TASKS, [ALL_TASKS[-1]], [ALL_TASKS[4]]], ids=["all", "choice-only", "ner-only"])
 def test_usage_code_in_the_card_runs(tmp_path, tasks):
     save_tiny_checkpoint(tmp_path, tasks)
-    (code,) = code_blocks(build_model_card(MultiTaskConfig.from_pretrained(tmp_path), model_id=str(tmp_path)).content)
-    namespace = {}
-    exec(compile(code, "model_card_usage", "exec"), namespace)  # the card's own example, against the saved model
+    blocks = code_blocks(build_model_card(MultiTaskConfig.from_pretrained(tmp_path), model_id=str(tmp_path)).content)
+    assert len(blocks) == (1 if tasks[0]["type"] == "multiple_choice" else 2)  # + the pipeline, when a task reads one text
+    for block in blocks:
+        namespace = {}
+        exec(compile(block, "model_card_usage", "exec"), namespace)  # the card's own examples, against the saved model
+    code = blocks[-1]
     if tasks is ALL_TASKS:
         assert 'task="sst2"' in code and set(namespace["mixed"].task_logits) == {"sst2", "topics"}
     else:

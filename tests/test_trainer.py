@@ -279,3 +279,14 @@ def test_bf16_autocast_on_cpu(tmp_path, tokenizer, data, weighting):
     trainer.train()
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert not torch.equal(before["encoder.embeddings.LayerNorm.weight"], trainer.model.encoder.embeddings.LayerNorm.weight)
+
+
+def test_push_to_hub_card_arguments_reach_the_card(tmp_path, tokenizer, data):
+    from huggingface_hub import ModelCard
+
+    trainer = make_trainer(tmp_path, tokenizer, data)
+    trainer.create_model_card(license="mit", language=["en", "fr"], tags="nlu", finetuned_from="ignored")
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert (card.data.license, card.data.language) == ("mit", ["en", "fr"]) and "nlu" in card.data.tags
+    trainer.save_model()  # later saves keep them
+    assert ModelCard.load(tmp_path / "out" / "README.md").data.license == "mit"

@@ -55,6 +55,9 @@ def build_model_card(
     recipe: str | Mapping[str, Any] | None = None,
     notes: str | None = None,
     template_path: str | Path | None = None,
+    license: str | None = None,
+    language: str | list[str] | None = None,
+    tags: list[str] | None = None,
 ) -> ModelCard:
     r"""
     Build the model card of a multi-task model from its config.
@@ -73,6 +76,8 @@ def build_model_card(
         recipe (`str` or `dict`, *optional*): The training recipe (YAML), in a collapsible block.
         notes (`str`, *optional*): Free Markdown appended to the card.
         template_path (`str`, *optional*): Another Jinja template than hf_mtl's.
+        license, language, tags (*optional*): card metadata (`license: apache-2.0`, `language: en`, extra tags), as
+            `Trainer.push_to_hub(license=..., language=..., tags=...)` passes them.
 
     Anything shaped like a Hugging Face token (`hf_` + 30 or more letters and digits) is redacted.
     """
@@ -93,6 +98,7 @@ def build_model_card(
             dataset_type=hub_datasets.get(task, task),
             dataset_name=descriptions.get(task, task)[:100],
             dataset_config=task,  # unique per task, so tasks sharing a dataset and pipeline type stay apart
+            dataset_split="validation",
             metric_type=metric,
             metric_value=value,
         )
@@ -104,9 +110,13 @@ def build_model_card(
         model_name=model_id or "hf_mtl-multitask-model",
         base_model=hub_base,
         datasets=sorted(set(hub_datasets.values())) or None,
-        library_name="transformers",
-        # No pipeline_tag: a pipeline would call the model without `task=`, which it needs.
-        tags=["hf_mtl", "multi-task", *pipelines],
+        # Not "transformers": the model loads only once hf_mtl is imported, so the Hub's generic Transformers snippet
+        # would fail; the card's own Usage section shows the install line, the import and the pipeline.
+        library_name="hf_mtl",
+        # No pipeline_tag: the Hub's widgets call a single-task pipeline; ours is `pipeline("multi-task")`.
+        tags=list(dict.fromkeys(["hf_mtl", "multi-task", *pipelines, *(tags or [])])),
+        license=license,
+        language=language,
         metrics=sorted({metric for metrics in results.values() for metric in metrics}) or None,
         eval_results=eval_list or None,
     )
@@ -120,6 +130,7 @@ def build_model_card(
         base_model=base_model and Path(base_model).name,  # never a full local path
         hub_base=hub_base,
         pooling=config.pooling,
+        sharing=SHARING_DESCRIPTIONS.get(config.sharing, f"the {config.sharing!r} sharing scheme"),
         usage=_usage(config),
         results=results,
         transfer_rows=[_transfer_row(row, names) for row in transfer_table or []],
@@ -138,6 +149,18 @@ def build_model_card(
     return ModelCard(re.sub(r"\n{3,}", "\n\n", redact_tokens(card.content)))
 
 
+# How the tasks share the backbone, in the card's first sentence (`MultiTaskConfig.sharing`).
+SHARING_DESCRIPTIONS = {
+    "hard": "one shared encoder and one head per task",
+    "lora": "a shared backbone with one LoRA adapter and one head per task",
+    "shared_private": "a shared encoder plus a small private encoder and a head per task",
+    "hierarchical": "an encoder whose lower layers are shared and whose top layers are per task group, and one head per task",
+    "mmoe": "a shared encoder with gated experts (one gate per task) and one head per task",
+    "ple": "a shared encoder with shared and per-task gated experts and one head per task",
+    "adashare": "a shared encoder whose layers each task runs or skips by a learned policy, and one head per task",
+}
+
+
 def save_model_card(model_dir: str | Path, **kwargs) -> Path:
     """Write `README.md` (replacing the Trainer's card) into a saved model directory, reading its config there."""
     model_dir = Path(model_dir)
@@ -151,9 +174,10 @@ def save_model_card(model_dir: str | Path, **kwargs) -> Path:
     return path
 
 
-def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | None = None) -> Path:
+def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | None = None, **metadata) -> Path:
     """Write the card of a `MultiTaskTrainer`'s model into `output_dir`: its latest per-task evaluation, its training
-    settings (never the Hub token) and `trainer.model_card_kwargs` (datasets, recipe, transfer table)."""
+    settings (never the Hub token), `trainer.model_card_kwargs` (datasets, recipe, transfer table) and `metadata`
+    (license, language, tags)."""
     args = trainer.args
     model = trainer.accelerator.unwrap_model(trainer.model)
     model_id = model_id or getattr(trainer, "hub_model_id", None) or (args.hub_model_id if args.push_to_hub else None)
@@ -171,7 +195,7 @@ def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | Non
         model_id=model_id,
         eval_results=trainer.last_eval_metrics or None,
         training={key: value for key, value in training.items() if value is not None},
-        **trainer.model_card_kwargs,
+        **{**trainer.model_card_kwargs, **{key: value for key, value in metadata.items() if value is not None}},
     )
     path = Path(output_dir) / "README.md"
     card.save(path)
@@ -341,6 +365,8 @@ def _usage(config: MultiTaskConfig) -> dict[str, str | None]:
         "type": mixable[0].type if mixable else None,
         "other": mixable[1].name if len(mixable) > 1 else None,
         "choice_task": config.task_names[0] if config.task_names else None,
+        # The pipeline example passes one plain text: shown when some task reads one.
+        "pipeline": any(len(spec.text_columns or []) <= 1 for spec in mixable),
     }
 
 

@@ -567,9 +567,13 @@ class MultiTaskTrainer(Trainer):
                 torch.save(safe_args, os.path.join(output_dir, "training_args.bin"))
             self.write_model_card(output_dir)
 
-    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+    def create_model_card(self, model_name: str | None = None, license: str | None = None, language=None,
+                          tags=None, **kwargs) -> None:
         """Called by `Trainer.push_to_hub`: writes the hf_mtl card (tasks, labels, per-task results, recipe, transfer
-        table) instead of Transformers' generic one. Trainer's keyword arguments (`language`, `tags`, ...) are ignored."""
+        table) instead of Transformers' generic one, with `license`, `language` and `tags` in its metadata (they are
+        also kept in `model_card_kwargs`, so later saves keep them). Other Trainer card arguments do not apply."""
+        metadata = {"license": license, "language": language, "tags": [tags] if isinstance(tags, str) else tags}
+        self.model_card_kwargs.update({key: value for key, value in metadata.items() if value is not None})
         if self.is_world_process_zero():
             self.write_model_card(self.args.output_dir, model_id=getattr(self, "hub_model_id", None))
 
