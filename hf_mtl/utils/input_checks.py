@@ -29,7 +29,8 @@ def check_model_inputs(model, input_ids, attention_mask, inputs_embeds, labels) 
     reference = input_ids if input_ids is not None else inputs_embeds
     if reference is not None and (reference.dim() == 0 or reference.shape[0] == 0):
         raise InputError(f"Empty batch: inputs of shape {tuple(reference.shape)}; a batch needs at least one row.")
-    if input_ids is not None and input_ids.numel():
+    # Value checks read the data (min / max): not while torch.export or torch.compile traces a graph.
+    if input_ids is not None and input_ids.numel() and not torch.compiler.is_compiling():
         vocab = getattr(model.get_input_embeddings(), "num_embeddings", None)
         low, high = int(input_ids.min()), int(input_ids.max())
         if vocab is not None and (low < 0 or high >= vocab):
