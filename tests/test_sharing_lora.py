@@ -1,5 +1,7 @@
 """Per-task LoRA adapters: routing, peft traps, the trainer with a frozen backbone, PEFT-format export."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModel, BertModel
@@ -128,3 +130,13 @@ def test_exported_adapter_loads_in_peft_with_equal_outputs(tmp_path):
     torch.testing.assert_close(actual, expected.hidden_states)
     with pytest.raises(ValueError, match="Unknown task 'ghost'"):
         model.save_adapter("ghost", str(tmp_path / "ghost"))
+    # After a save/reload of the hf_mtl model the adapter still names the backbone: AutoPeftModel rebuilds it alone.
+    from peft import AutoPeftModel
+
+    model.save_pretrained(tmp_path / "mtl")
+    MultiTaskModel.from_pretrained(tmp_path / "mtl").save_adapter("ner", str(tmp_path / "ner-again"))
+    config = json.loads((tmp_path / "ner-again" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tmp_path / "backbone") and config["auto_mapping"]["base_model_class"] == "BertModel"
+    auto = AutoPeftModel.from_pretrained(str(tmp_path / "ner-again")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(auto(input_ids=input_ids, attention_mask=mask).last_hidden_state, expected.hidden_states)

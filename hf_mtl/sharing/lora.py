@@ -226,7 +226,12 @@ class LoraSharing(SharingScheme):
         save_file(state, os.path.join(save_directory, "adapter_model.safetensors"), metadata={"format": "pt"})
         config = self.lora_config(task)
         config.target_modules = model.encoder.peft_config[task].target_modules
-        config.base_model_name_or_path = model.config.name_or_path or None
+        # The backbone the adapter was trained on (the encoder config keeps it through save/reload of the hf_mtl
+        # model, whose own name_or_path is the hf_mtl folder) and its class, as peft records a base model without a
+        # task type: `AutoPeftModel.from_pretrained(save_directory)` then rebuilds the base model by itself.
+        config.base_model_name_or_path = getattr(model.config.encoder, "_name_or_path", None) or None
+        config.task_type = None
+        config.auto_mapping = {"base_model_class": type(model.encoder).__name__, "parent_library": type(model.encoder).__module__}
         config.save_pretrained(save_directory)
         with open(os.path.join(save_directory, "hf_mtl_adapter.json"), "w") as handle:
             json.dump({"task": model.config.task_spec(task).to_dict(), "backbone_frozen": self.options.freeze_backbone}, handle, indent=2)
