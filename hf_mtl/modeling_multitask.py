@@ -299,6 +299,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         `hf_mtl.utils.safe_loading`); a corrupted `*.safetensors` file fails with a `CheckpointError` naming it.
         """
         want_info = kwargs.pop("output_loading_info", False)
+        # `pipeline()` passes `code_revision` (remote code only, which hf_mtl never needs); transformers 5.22 would
+        # hand it on to `__init__`.
+        kwargs.pop("code_revision", None)
         # Size mismatches are collected and reported below with the task they belong to, unless the caller opts in.
         allow_resize = kwargs.pop("ignore_mismatched_sizes", False)
         with safe_weights_loading(pretrained_model_name_or_path, kwargs):
