@@ -13,24 +13,22 @@ import contextlib
 import copy
 import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalPrediction, PredictionOutput, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, PredictionOutput, rotate_checkpoints
 from transformers.utils import logging
 
-from ..data import MultiTaskCollator, MultiTaskDataset, label_column, preprocess_task
+from ..data import MultiTaskCollator, MultiTaskDataset
 from ..data.joint import merge_stream, training_streams
 from ..errors import TaskError
-from ..evaluation import LOWER_IS_BETTER, compute_task_metrics, main_metric
+from ..evaluation import main_metric
 from ..heads.discriminator import ganin_coefficient
 from ..modeling_multitask import MultiTaskModel
 from ..sampling import MultiTaskBatchSampler, build_task_sampler
@@ -48,8 +46,12 @@ from .checkpointing import (
     verify_checkpoint,
     verify_checkpoint_tasks,
 )
+from .evaluation import evaluate_tasks, predict_tasks
+from .loss_options import set_label_smoothing, task_loss_scales
 from .loss_tracking import TaskLossTracker
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
+from .parameter_groups import add_head_parameter_groups, add_sharing_parameter_groups
+from .task_data import prepare_task_splits
 from .task_gradients import accumulate_task_gradients
 
 
@@ -60,29 +62,8 @@ TRAINER_STATE_FILE = "hf_mtl_trainer_state.safetensors"
 __all__ = ["MultiTaskTrainer", "NonFiniteLossError", "TRAINER_STATE_FILE"]
 
 
-def task_loss_scales(specs, loss_scaling: str) -> dict[str, float]:
-    """Per-task loss factors of `loss_scaling`: `log_num_labels` divides each classification loss by log(n) for n
-    labels (MUPPET, Aghajanyan et al. 2021: a uniform guess then scores 1 whatever n is); regression keeps 1."""
-    if loss_scaling == "none":
-        return {}
-    return {
-        spec.name: 1.0 / math.log(spec.num_labels) if spec.type != "regression" and spec.num_labels >= 2 else 1.0
-        for spec in specs
-    }
 
 
-SPLIT_NAMES = {"train": ("train",), "eval": ("validation", "valid", "dev"), "test": ("test",)}
-
-
-def _split_of(dataset: DatasetDict, task: str, split: str) -> Dataset:
-    """The split of a task's `DatasetDict` (`load_dataset` output) that `split` means, or an error listing its splits."""
-    for name in SPLIT_NAMES[split]:
-        if name in dataset:
-            return dataset[name]
-    raise TypeError(
-        f"Task {task!r}: its DatasetDict has splits {list(dataset)} and none of {list(SPLIT_NAMES[split])} for the "
-        f"{split} data: pass the split to use, e.g. `dataset[{next(iter(dataset))!r}]`."
-    )
 
 
 class MultiTaskTrainer(Trainer):
@@ -136,7 +117,7 @@ class MultiTaskTrainer(Trainer):
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
         self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
-        self._set_label_smoothing(model, args.label_smoothing_factor)
+        set_label_smoothing(model, args.label_smoothing_factor)
         self.max_seq_length = check_tokenizer_fits_model(processing_class, model, args.max_seq_length)
         self.task_train_datasets = self._prepare_split(train_dataset, "train", processing_class, args, require_all=True)
         self.task_eval_datasets = self._prepare_split(eval_dataset, "eval", processing_class, args, require_all=False)
@@ -217,52 +198,7 @@ class MultiTaskTrainer(Trainer):
             raise ValueError("orthogonality_weight > 0 needs a shared-private model (config `sharing='shared_private'`).")
 
     def _prepare_split(self, datasets, split, tokenizer, args, require_all) -> dict[str, Dataset]:
-        """`{task: Dataset}` tokenised for `split` ("train", "eval" or "test"). A task may also be given as the
-        `DatasetDict` that `load_dataset` returns: its train / validation / test split is taken."""
-        if datasets is None:
-            return {}
-        if isinstance(datasets, Dataset) or not isinstance(datasets, Mapping):
-            raise TypeError(
-                f"The {split} data must be a dict {{task_name: datasets.Dataset or DatasetDict}} (one entry per task), "
-                f"got {type(datasets).__name__}."
-            )
-        if isinstance(datasets, DatasetDict) and not set(datasets) & set(self.task_names):
-            raise TypeError(
-                f"The {split} data is a DatasetDict of splits ({', '.join(datasets)}), not of tasks: pass "
-                f"{{task_name: dataset}}, e.g. {{{self.task_names[0]!r}: load_dataset(...)}}."
-            )
-        unknown = sorted(set(datasets) - set(self.task_names))
-        if unknown:
-            raise TaskError(
-                f"Task(s) {unknown} in the {split} data are not tasks of the model ({', '.join(self.task_names)}). "
-                "Add them with `model.add_task(...)` or drop them from the data."
-            )
-        missing = [name for name in self.task_names if name not in datasets]
-        if require_all and missing:
-            raise TaskError(
-                f"Task(s) {missing} of the model have no {split} data. Give each task a {split} split, or remove the "
-                "task with `model.remove_task(...)`."
-            )
-        prepared = {}
-        for name in self.task_names:
-            if name not in datasets:
-                continue
-            dataset = datasets[name]
-            if isinstance(dataset, DatasetDict):
-                dataset = _split_of(dataset, name, split)
-            if "input_ids" not in dataset.column_names and tokenizer is None:
-                raise ValueError(f"Task {name!r}: raw {split} data needs `processing_class` (a tokenizer) to tokenise it.")
-            # Predictions need no labels; a test split that has them is scored too.
-            need_labels = split != "test" or self._has_labels(name, dataset)
-            with args.main_process_first(desc=f"tokenizing {name} ({split})"):
-                prepared[name] = preprocess_task(
-                    dataset, self.task_specs[name], tokenizer, self.max_seq_length, split, need_labels=need_labels
-                )
-        return prepared
-
-    def _has_labels(self, task: str, dataset: Dataset) -> bool:
-        column = "labels" if "input_ids" in dataset.column_names else label_column(self.task_specs[task])
-        return column in dataset.column_names
+        return prepare_task_splits(self, datasets, split, tokenizer, args, require_all)
 
     # ------------------------------------------------------------------ data
 
@@ -302,33 +238,7 @@ class MultiTaskTrainer(Trainer):
         self.batch_sampler = sampler
         return prepared
 
-    def _task_dataloader(self, task: str, dataset: Dataset) -> DataLoader:
-        collate = self.data_collator.for_task(task) if hasattr(self.data_collator, "for_task") else (
-            lambda features, i=self.task_names.index(task): self.data_collator([{**f, "task_id": i} for f in features])  # noqa: B008
-        )
-        loader = DataLoader(
-            dataset,
-            batch_size=self.args.eval_batch_size,
-            collate_fn=collate,
-            num_workers=self.args.dataloader_num_workers,
-            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
-        )
-        return self.accelerator.prepare(loader)
 
-    def _set_label_smoothing(self, model: MultiTaskModel, factor: float) -> None:
-        """`label_smoothing_factor` goes to each cross-entropy head (Trainer's own `LabelSmoother` never sees the
-        per-task logits); regression and multi-label heads have no classes to smooth and are named in a warning."""
-        smoothable = [name for name, head in model.heads.items() if head.smoothable]
-        if factor > 0 and not smoothable:
-            raise ValueError(
-                f"label_smoothing_factor={factor} smooths cross-entropy losses, and no task of this model has one "
-                f"({', '.join(f'{n}: {h.task_type}' for n, h in model.heads.items())}). Set label_smoothing_factor=0."
-            )
-        for head in model.heads.values():
-            head.label_smoothing = factor if head.smoothable else 0.0
-        others = [name for name in model.heads if name not in smoothable]
-        if factor > 0 and others:
-            logger.warning(f"label_smoothing_factor={factor} applies to {smoothable}; {others} have no classes to smooth.")
 
     # ------------------------------------------------------------------ optimisation
 
@@ -336,42 +246,14 @@ class MultiTaskTrainer(Trainer):
         created = self.optimizer is None  # an optimizer passed in by the user keeps its groups as they are
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
         if created:
-            self._add_sharing_parameter_groups(optimizer)
-            self._add_head_parameter_groups(optimizer)
+            add_sharing_parameter_groups(optimizer, self.model, self.args.learning_rate)
+            add_head_parameter_groups(optimizer, self.model, self.args.head_lr_multiplier)
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
         if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
             optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
         return optimizer
 
-    def _add_sharing_parameter_groups(self, optimizer) -> None:
-        """Parameters the sharing scheme trains with their own learning rate / without weight decay (AdaShare's policy
-        logits) leave Trainer's default groups for a group of their own."""
-        groups = self.model.sharing.optimizer_parameter_groups(self.model)
-        if not groups or any(group.get("hf_mtl_sharing") for group in optimizer.param_groups):
-            return
-        moved = {id(p) for group in groups for p in group["params"]}
-        for group in optimizer.param_groups:
-            group["params"] = [p for p in group["params"] if id(p) not in moved]
-        for group in groups:
-            lr = group.get("lr") if group.get("lr") is not None else self.args.learning_rate
-            optimizer.add_param_group({**group, "lr": lr, "hf_mtl_sharing": True})
-
-    def _add_head_parameter_groups(self, optimizer) -> None:
-        """`head_lr_multiplier`: the heads' and task embeddings' parameters leave Trainer's groups for copies of them
-        (same weight decay) whose learning rate is multiplied; the scheduler scales every group alike."""
-        multiplier = self.args.head_lr_multiplier
-        if multiplier == 1.0 or any(group.get("hf_mtl_heads") for group in optimizer.param_groups):
-            return
-        head_ids = {id(p) for name, p in self.model.named_parameters() if name.startswith(("heads.", "task_embedding."))}
-        for group in list(optimizer.param_groups):
-            if group.get("hf_mtl_weighting") or group.get("hf_mtl_sharing"):
-                continue
-            heads = [p for p in group["params"] if id(p) in head_ids]
-            if heads:
-                group["params"] = [p for p in group["params"] if id(p) not in head_ids]
-                options = {key: value for key, value in group.items() if key != "params"}
-                optimizer.add_param_group({**options, "params": heads, "lr": group["lr"] * multiplier, "hf_mtl_heads": True})
 
     def _scaled(self, task_losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Task losses with `loss_scaling` applied (what the weighting combines; the logs keep the raw losses)."""
@@ -476,79 +358,14 @@ class MultiTaskTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """One evaluation pass per task: `{prefix}_<task>_<metric>` for every metric of the task's type,
         `{prefix}_<task>_loss`, and `{prefix}_average` (mean of the tasks' main metrics) and `{prefix}_loss`."""
-        if eval_dataset is None:
-            datasets = self.task_eval_datasets
-        else:
-            datasets = self._prepare_split(eval_dataset, "eval", self.processing_class, self.args, require_all=False)
-        if not datasets:
-            raise ValueError("MultiTaskTrainer: evaluation requires `eval_dataset` (a dict of per-task datasets).")
-        self._memory_tracker.start()
-        metrics: dict[str, float] = {}
-        main_scores, losses = [], []
-        self.last_eval_metrics = {}
-        for task, dataset in datasets.items():
-            start = time.time()
-            prefix = f"{metric_key_prefix}_{task}"
-            output = self.evaluation_loop(
-                self._task_dataloader(task, dataset),
-                description=f"Evaluation ({task})",
-                prediction_loss_only=False,
-                ignore_keys=ignore_keys,
-                metric_key_prefix=prefix,
-            )
-            task_metrics = self._task_metrics(task, output.predictions, output.label_ids)
-            self.last_eval_metrics[task] = task_metrics
-            metrics.update({f"{prefix}_{name}": value for name, value in task_metrics.items()})
-            metrics.update(output.metrics)
-            metrics[f"{prefix}_runtime"] = round(time.time() - start, 4)
-            main = main_metric(self.task_specs[task])
-            if main not in LOWER_IS_BETTER:
-                main_scores.append(task_metrics[main])
-            if f"{prefix}_loss" in output.metrics:
-                losses.append(output.metrics[f"{prefix}_loss"])
-        if main_scores:
-            metrics[f"{metric_key_prefix}_average"] = float(np.mean(main_scores))
-        if losses:
-            metrics[f"{metric_key_prefix}_loss"] = float(np.mean(losses))
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        self._memory_tracker.stop_and_update_metrics(metrics)
-        return metrics
+        return evaluate_tasks(self, eval_dataset, ignore_keys, metric_key_prefix)
 
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> dict[str, PredictionOutput]:
         """`Trainer.predict` per task: `{task: PredictionOutput}` with that head's raw logits (`predictions`), and
         its `label_ids` and metrics (`{prefix}_<task>_<metric>`) where the data has labels. `test_dataset` is
         `{task: Dataset or DatasetDict}` (a DatasetDict gives its `test` split); rows need no labels.
         Use `hf_mtl.MultiTaskPredictor` for decoded labels and entity spans."""
-        datasets = self._prepare_split(test_dataset, "test", self.processing_class, self.args, require_all=False)
-        if not datasets:
-            raise ValueError("MultiTaskTrainer.predict needs `test_dataset` (a dict of per-task datasets).")
-        results = {}
-        for task, dataset in datasets.items():
-            prefix = f"{metric_key_prefix}_{task}"
-            output = self.evaluation_loop(self._task_dataloader(task, dataset), description=f"Prediction ({task})",
-                                          prediction_loss_only=False, ignore_keys=ignore_keys, metric_key_prefix=prefix)
-            predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            metrics = dict(output.metrics)
-            if output.label_ids is not None:
-                metrics.update({f"{prefix}_{name}": v for name, v in self._task_metrics(task, predictions, output.label_ids).items()})
-            results[task] = PredictionOutput(predictions=predictions, label_ids=output.label_ids, metrics=metrics)
-        return results
-
-    def _task_metrics(self, task: str, predictions, label_ids) -> dict[str, float]:
-        spec = self.task_specs[task]
-        if isinstance(predictions, tuple):
-            predictions = predictions[0]
-        task_metrics = compute_task_metrics(spec, predictions, label_ids)
-        extra = self.extra_metrics.get(task)
-        if extra is not None:
-            if hasattr(extra, "compute"):  # an `evaluate` module
-                decoded = predictions.argmax(-1) if spec.type in ("sequence_classification", "multiple_choice") else predictions
-                result = extra.compute(predictions=decoded, references=label_ids)
-            else:
-                result = extra(EvalPrediction(predictions=predictions, label_ids=label_ids))
-            task_metrics.update({name: float(value) for name, value in result.items() if np.isscalar(value)})
-        return task_metrics
+        return predict_tasks(self, test_dataset, ignore_keys, metric_key_prefix)
 
     # ------------------------------------------------------------------ checkpoints and model cards
 
