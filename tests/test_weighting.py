@@ -429,6 +429,12 @@ def test_cagrad_zero_c_is_the_average_and_conflicts_are_averted():
     assert worst_of_d >= best - 1e-4
 
 
+def test_cagrad_hands_a_non_finite_gradient_to_the_trainers_non_finite_handling():
+    gradients = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([float("nan"), 1.0])}
+    out = CAGradWeighting(["a", "b"]).combine_gradients(gradients, {})  # no solver error on a NaN Gram matrix
+    assert not torch.isfinite(out).all()  # the trainer's gradient check then errors (naming the step) or skips it
+
+
 def test_cagrad_dual_solution_is_optimal_in_higher_dimension():
     generator = torch.Generator().manual_seed(1)
     grads = torch.randn(4, 3, generator=generator) + torch.tensor([0.5, 0.0, 0.0])

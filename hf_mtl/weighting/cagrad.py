@@ -119,6 +119,10 @@ class CAGradWeighting(GradientWeighting):
         for i in range(k):
             for j in range(i, k):
                 gram[i, j] = gram[j, i] = float(torch.dot(grads[i], grads[j]))
+        if not bool(torch.isfinite(gram).all()):
+            # A NaN/inf gradient has no conflict-averse direction: hand back the plain sum (non-finite too), so the
+            # trainer's non-finite handling (`non_finite_loss`: error naming the step, or skip) deals with the step.
+            return torch.stack(grads).sum(dim=0)
         coefficients = solve_cagrad_dual(gram, self.c) * (k / (1 + self.c**2) if self.rescale else k)
         combined = torch.zeros_like(grads[0])
         for grad, coefficient in zip(grads, coefficients.tolist()):
