@@ -23,7 +23,7 @@ TASKS = [
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    model = MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(vocab_size=120), tasks=TASKS)).eval()
+    model = MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(vocab_size=120), tasks=TASKS, task_embedding="cls")).eval()
     with torch.no_grad():
         model.task_embedding.weight.normal_()  # the task conditioning must be in the graph too
     return model

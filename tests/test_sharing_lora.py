@@ -15,7 +15,8 @@ from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F40
 
 def lora_model(dropout=0.0, **options):
     encoder = tiny_bert_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    config = MultiTaskConfig(encoder=encoder, tasks=MIXABLE, sharing="lora", sharing_kwargs={"r": 4, **options})
+    config = MultiTaskConfig(encoder=encoder, tasks=MIXABLE, sharing="lora", sharing_kwargs={"r": 4, **options},
+                             task_embedding="cls")  # its rows count as task parameters
     model = MultiTaskModel(config)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -73,7 +73,8 @@ def training_args(tmp_path, steps, lr, **overrides):
 def make_model(tasks=(OLD,), layers=2):
     torch.manual_seed(0)
     encoder = tiny_bert_config(vocab_size=30522, num_hidden_layers=layers, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=list(tasks)))
+    # With a [CLS] task embedding, so the freeze rules are tested on it too.
+    return MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=list(tasks), task_embedding="cls"))
 
 
 @pytest.fixture(scope="module")
