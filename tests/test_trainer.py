@@ -290,3 +290,12 @@ def test_push_to_hub_card_arguments_reach_the_card(tmp_path, tokenizer, data):
     assert (card.data.license, card.data.language) == ("mit", ["en", "fr"]) and "nlu" in card.data.tags
     trainer.save_model()  # later saves keep them
     assert ModelCard.load(tmp_path / "out" / "README.md").data.license == "mit"
+
+
+def test_fixed_sampling_takes_probabilities_by_task_name(tmp_path, tokenizer, data):
+    names = list(data)
+    weights = {name: float(i == 0) for i, name in enumerate(names)}  # only the first task is drawn
+    trainer = make_trainer(tmp_path, tokenizer, data, sampling="fixed", sampling_kwargs={"probabilities": dict(reversed(weights.items()))})
+    assert trainer.task_sampler.probabilities(0, 1).tolist() == [weights[name] for name in names]
+    with pytest.raises(ValueError, match=r"must name every task once; unknown: \['nli'\]; missing: \[.*\]"):
+        make_trainer(tmp_path, tokenizer, data, sampling="fixed", sampling_kwargs={"probabilities": {"nli": 1.0}})

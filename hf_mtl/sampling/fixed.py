@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -11,10 +11,11 @@ from .base import SAMPLERS, TaskSampler
 
 @SAMPLERS.register("fixed")
 class FixedSampler(TaskSampler):
-    """Fixed task probabilities, in task order (normalised; zeros allowed: that task is never drawn).
+    """Fixed task probabilities (normalised; zeros allowed: that task is never drawn).
 
     Args:
-        probabilities (`list[float]`): one non-negative weight per task.
+        probabilities (`list[float]` or `dict[str, float]`): one non-negative weight per task, in task order, or
+            `{task: weight}` naming every task (the trainer puts a mapping in its task order, `in_task_order`).
     """
 
     def __init__(self, task_sizes: Sequence[int], probabilities: Sequence[float] | None = None):
@@ -31,3 +32,18 @@ class FixedSampler(TaskSampler):
 
     def probabilities(self, epoch, num_epochs):
         return self.fixed
+
+
+def in_task_order(probabilities, task_names: Sequence[str]):
+    """`{task: weight}` -> the list in `task_names` order (a list passes through); unknown and missing names are errors."""
+    if not isinstance(probabilities, Mapping):
+        return probabilities
+    unknown = sorted(set(probabilities) - set(task_names))
+    missing = [name for name in task_names if name not in probabilities]
+    if unknown or missing:
+        raise ValueError(
+            "sampling='fixed': `probabilities` must name every task once"
+            + (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else "")
+            + f". The tasks: {list(task_names)}."
+        )
+    return [probabilities[name] for name in task_names]

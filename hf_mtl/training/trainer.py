@@ -32,6 +32,7 @@ from ..evaluation import main_metric
 from ..heads.discriminator import ganin_coefficient
 from ..modeling_multitask import MultiTaskModel
 from ..sampling import MultiTaskBatchSampler, build_task_sampler
+from ..sampling.fixed import in_task_order
 from ..utils.input_checks import check_tokenizer_fits_model
 from ..weighting import build_weighting
 from .arguments import MultiTaskTrainingArguments
@@ -126,8 +127,12 @@ class MultiTaskTrainer(Trainer):
         if self.task_train_datasets:
             stream_data = {s[0]: merge_stream(self.task_train_datasets, s, self.task_specs) for s in self.train_streams}
             sizes = [len(stream_data[stream[0]]) for stream in self.train_streams]
-            self.task_sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
-            self.task_sampler.task_names = ["+".join(stream) for stream in self.train_streams]
+            stream_names = ["+".join(stream) for stream in self.train_streams]
+            sampler_kwargs = dict(args.sampling_kwargs)
+            if args.sampling == "fixed" and "probabilities" in sampler_kwargs:  # {task: p} or a list in task order
+                sampler_kwargs["probabilities"] = in_task_order(sampler_kwargs["probabilities"], stream_names)
+            self.task_sampler = build_task_sampler(args.sampling, sizes, **sampler_kwargs)
+            self.task_sampler.task_names = stream_names
             if len(self.train_streams) < len(self.task_names) and self.task_sampler.learns:
                 raise ValueError(f"sampling={args.sampling!r} learns per task, and tasks that share an input_group are "
                                  "drawn together: use a fixed sampler (proportional, uniform, temperature, annealed).")
