@@ -228,6 +228,21 @@ def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, data, weighting, b
     assert resumed.weighting.weights() == pytest.approx(expected_weights, rel=0, abs=0)
 
 
+def test_dwa_resume_from_a_checkpoint_at_an_epoch_end_is_exact(tmp_path, tokenizer, data):
+    # 4 tasks x 48 rows, batch 8, per-task batches: 24 steps per epoch. The checkpoint at step 24 is taken after the
+    # epoch's last step but before its end is closed (on_epoch_end runs after the save).
+    common = dict(weighting="dwa", max_steps=72, save_strategy="steps", save_steps=24, eval_data=False, logging_steps=100)
+    full = make_trainer(tmp_path / "full", tokenizer, data, **common)
+    full.train()
+    assert len(set(full.weighting.weights().values())) > 1  # two closed epochs: DWA weights moved off 1
+    make_trainer(tmp_path / "resumed", tokenizer, data, **common).train()  # writes checkpoint-24 (same schedule)
+    resumed = make_trainer(tmp_path / "resumed", tokenizer, data, **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "out" / "checkpoint-24"))
+    assert resumed.weighting.weights() == pytest.approx(full.weighting.weights(), rel=0, abs=1e-12)
+    for name, p in full.model.named_parameters():
+        torch.testing.assert_close(resumed.model.state_dict()[name], p.detach(), rtol=0, atol=0, msg=name)
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -58,6 +58,9 @@ class WeightingStrategy(nn.Module):
         """Called once per optimizer step with the mean (detached) loss of each task seen during the step."""
         self._check_tasks(task_losses)
 
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Called at the start of each training epoch, also the first one of a resumed run (index starting at 0)."""
+
     def on_epoch_end(self, epoch: int) -> None:
         """Called at the end of each training epoch (epoch index starting at 0)."""
 

@@ -44,6 +44,9 @@ class DWAWeighting(LossWeighting):
         # Row 0: average of the last finished epoch, row 1: the epoch before; `seen` marks which entries exist.
         self.register_buffer("epoch_loss", torch.zeros(2, k, dtype=torch.float64))
         self.register_buffer("epoch_seen", torch.zeros(2, k, dtype=torch.bool))
+        # The epoch the running sums belong to: a checkpoint taken at an epoch's last step is saved before that
+        # epoch's end is processed, so the resumed run closes it at its first epoch start instead.
+        self.register_buffer("open_epoch", torch.zeros((), dtype=torch.long))
 
     def weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.weight.tolist()))
@@ -62,6 +65,16 @@ class DWAWeighting(LossWeighting):
                 i = self.task_names.index(name)
                 self.loss_sum[i] += value
                 self.loss_count[i] += 1
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # A checkpoint from before `open_epoch` existed: resume as it did then (its running sums stay open).
+        state_dict = {"open_epoch": torch.tensor(torch.iinfo(torch.long).max), **state_dict}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        if epoch > int(self.open_epoch) and bool(self.loss_count.any()):
+            self.on_epoch_end(int(self.open_epoch))  # a resume right after this epoch's last step: close it now
+        self.open_epoch.fill_(epoch)
 
     def on_epoch_end(self, epoch: int) -> None:
         if not bool(self.loss_count.any()):

@@ -34,7 +34,9 @@ class MultiTaskCallback(TrainerCallback):
         sampler = self.trainer.batch_sampler
         if sampler is not None:
             # On resume Trainer may reach the sampler only through wrappers; derive the epoch from the step count.
-            sampler.set_epoch(state.global_step // sampler.steps_per_epoch)
+            epoch = state.global_step // sampler.steps_per_epoch
+            sampler.set_epoch(epoch)
+            self.trainer.weighting.on_epoch_begin(epoch)
 
     def on_step_begin(self, args, state, control, **kwargs):
         discriminator = getattr(self.trainer.model, "discriminator", None)
