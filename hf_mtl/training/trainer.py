@@ -53,7 +53,7 @@ from .loss_tracking import TaskLossTracker
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .parameter_groups import add_head_parameter_groups, add_sharing_parameter_groups
 from .task_data import prepare_task_splits
-from .task_gradients import accumulate_task_gradients
+from .task_gradients import TaskGradientAccumulator
 
 
 logger = logging.get_logger(__name__)
@@ -116,6 +116,7 @@ class MultiTaskTrainer(Trainer):
         self.extra_metrics = dict(compute_metrics or {})
 
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
+        self.task_gradients = TaskGradientAccumulator()  # gradient strategies: per-task gradients of a step
         self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
         set_label_smoothing(model, args.label_smoothing_factor)
@@ -318,13 +319,14 @@ class MultiTaskTrainer(Trainer):
         shared = [p for _, p in unwrapped.shared_parameters()]
         shared_ids = {id(p) for p in shared}
         specific = [p for p in unwrapped.parameters() if p.requires_grad and id(p) not in shared_ids]
-        scale = 1.0 / self.current_gradient_accumulation_steps
-        if self.accelerator.scaler is not None:  # fp16: gradients stay scaled, the optimizer step unscales them
-            scale *= float(self.accelerator.scaler.get_scale())
+        loss_scale = 1.0  # fp16: gradients stay scaled, the optimizer step unscales them
+        if self.accelerator.scaler is not None:
+            loss_scale = float(self.accelerator.scaler.get_scale())
         rows = {name: int(indices.numel()) for name, indices in outputs.task_indices.items()}
-        losses = accumulate_task_gradients(
-            self._scaled(task_losses), self._auxiliary_loss(auxiliary_losses), shared, specific, self.weighting, self.task_names, scale, rows
-        )
+        losses = self.task_gradients.add(self._scaled(task_losses), self._auxiliary_loss(auxiliary_losses), shared, specific,
+                                         rows, auxiliary_scale=1.0 / self.current_gradient_accumulation_steps)
+        if self.accelerator.sync_gradients:  # the step's last micro-batch: combine the step's task gradients once
+            self.task_gradients.apply(shared, specific, self.weighting, self.task_names, loss_scale)
         self.loss_tracker.add(losses, auxiliary_losses)
         weights = self.weighting.weights()
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
