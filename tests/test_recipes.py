@@ -286,3 +286,17 @@ def test_a_failure_after_training_keeps_the_trained_model(tmp_path, monkeypatch)
         train_recipe(recipe, log=lambda message: None)
     assert (tmp_path / "model.safetensors").is_file()  # the weights were saved before the evaluation
     assert not (tmp_path / "metrics.json").exists()  # and no report pretends the run finished
+
+
+def test_argument_choices_come_from_the_registries():
+    from transformers import HfArgumentParser
+
+    from hf_mtl import SAMPLERS, WEIGHTINGS, MultiTaskTrainingArguments
+
+    fields = {f.name: f for f in MultiTaskTrainingArguments.__dataclass_fields__.values()}
+    assert fields["weighting"].metadata["choices"] == WEIGHTINGS.choices()
+    assert fields["sampling"].metadata["choices"] == SAMPLERS.choices()
+    assert all(name in fields["sampling"].metadata["help"] for name in SAMPLERS.choices())  # no hand-kept list to drift
+    parser = HfArgumentParser(MultiTaskTrainingArguments)
+    with pytest.raises(SystemExit):  # argparse refuses an unknown weighting with the registry's choices
+        parser.parse_args_into_dataclasses(["--output_dir", "x", "--weighting", "pcgrd"])

@@ -37,7 +37,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
     sampling: str = field(
         default="proportional",
-        metadata={"help": "How tasks are drawn: proportional, uniform, temperature, annealed or learned (registry keys)."},
+        metadata={"help": f"How tasks are drawn (the SAMPLERS registry): {', '.join(SAMPLERS.choices())}.",
+                  "choices": SAMPLERS.choices()},
     )
     sampling_kwargs: dict | str | None = field(
         default=None,
@@ -47,12 +48,14 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default="per_task",
         metadata={
             "help": "per_task: each optimizer step trains one sampled task (the same on every process); "
-            "mixed: each micro-batch mixes rows of several tasks in one encoder pass (needed by gradient surgery)."
+            "mixed: each micro-batch mixes rows of several tasks in one encoder pass (needed by gradient surgery).",
+            "choices": list(BATCHING_CHOICES),
         },
     )
     weighting: str = field(
         default="static",
-        metadata={"help": "Task balancing: static, uncertainty, dwa, famo, gradnorm, pcgrad, cagrad (registry keys)."},
+        metadata={"help": f"Task balancing (the WEIGHTINGS registry): {', '.join(WEIGHTINGS.choices())}.",
+                  "choices": WEIGHTINGS.choices()},
     )
     weighting_kwargs: dict | str | None = field(
         default=None,
@@ -73,7 +76,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
         default="none",
         metadata={
             "help": "Scale each task's loss before weighting: none, or log_num_labels (divide a classification "
-            "loss by log(number of labels), MUPPET, Aghajanyan et al. 2021, so many-label heads do not dominate)."
+            "loss by log(number of labels), MUPPET, Aghajanyan et al. 2021, so many-label heads do not dominate).",
+            "choices": list(LOSS_SCALING_CHOICES),
         },
     )
     refine_steps: int = field(
@@ -97,7 +101,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     )
     adversarial_schedule: str = field(
         default="ganin",
-        metadata={"help": "Gradient-reversal coefficient over training: constant (1.0) or ganin (2/(1+exp(-10p))-1)."},
+        metadata={"help": "Gradient-reversal coefficient over training: constant (1.0) or ganin (2/(1+exp(-10p))-1).",
+                  "choices": list(ADVERSARIAL_SCHEDULES)},
     )
     orthogonality_weight: float = field(
         default=0.0,
@@ -124,7 +129,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     )
     non_finite_loss: str = field(
         default="error",
-        metadata={"help": "On a NaN/inf task loss: error (stop, naming the task and step) or skip (drop the step, log it)."},
+        metadata={"help": "On a NaN/inf task loss: error (stop, naming the task and step) or skip (drop the step, log it).",
+                  "choices": list(NON_FINITE_CHOICES)},
     )
 
     _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["sampling_kwargs", "weighting_kwargs"]
