@@ -332,5 +332,5 @@ def test_fixed_sampling_takes_probabilities_by_task_name(tmp_path, tokenizer, da
     weights = {name: float(i == 0) for i, name in enumerate(names)}  # only the first task is drawn
     trainer = make_trainer(tmp_path, tokenizer, data, sampling="fixed", sampling_kwargs={"probabilities": dict(reversed(weights.items()))})
     assert trainer.task_sampler.probabilities(0, 1).tolist() == [weights[name] for name in names]
-    with pytest.raises(ValueError, match=r"must name every task once; unknown: \['nli'\]; missing: \[.*\]"):
+    with pytest.raises(ValueError, match=r"must name every task exactly once: unknown task\(s\) \['nli'\]; missing task\(s\) \["):
         make_trainer(tmp_path, tokenizer, data, sampling="fixed", sampling_kwargs={"probabilities": {"nli": 1.0}})

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from ..utils.input_checks import check_names_every_task
 from .base import SAMPLERS, TaskSampler
 
 
@@ -38,12 +39,5 @@ def in_task_order(probabilities, task_names: Sequence[str]):
     """`{task: weight}` -> the list in `task_names` order (a list passes through); unknown and missing names are errors."""
     if not isinstance(probabilities, Mapping):
         return probabilities
-    unknown = sorted(set(probabilities) - set(task_names))
-    missing = [name for name in task_names if name not in probabilities]
-    if unknown or missing:
-        raise ValueError(
-            "sampling='fixed': `probabilities` must name every task once"
-            + (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else "")
-            + f". The tasks: {list(task_names)}."
-        )
+    check_names_every_task(probabilities, task_names, "sampling='fixed' `probabilities`")
     return [probabilities[name] for name in task_names]

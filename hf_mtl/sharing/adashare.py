@@ -53,6 +53,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from ..errors import TaskError
+from ..utils.input_checks import check_names_every_task
 from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, slice_rows
 
 
@@ -366,14 +367,7 @@ def _is_number(value) -> bool:
 def _check_policy(policy: Any, task_names: list[str], num_layers: int | None) -> dict[str, list[int]]:
     if not isinstance(policy, dict):
         raise ValueError(f"sharing='adashare' `policy` is {{task: [1 = execute, 0 = skip, one per layer]}}, got {policy!r}.")
-    unknown = sorted(set(policy) - set(task_names))
-    missing = [t for t in task_names if t not in policy]
-    if unknown or missing:
-        raise TaskError(
-            "sharing='adashare' `policy` must name every task exactly: "
-            + (f"unknown task(s) {unknown}; " if unknown else "") + (f"missing task(s) {missing}; " if missing else "")
-            + f"this model's tasks: {', '.join(task_names) or '(none)'}."
-        )
+    check_names_every_task(policy, task_names, "sharing='adashare' `policy`", TaskError)
     result = {}
     for task in task_names:
         decisions = policy[task]

@@ -81,3 +81,16 @@ def check_tokenizer_fits_model(tokenizer, model, max_length: int) -> int:
         )
         return positions
     return max_length
+
+
+def check_names_every_task(mapping, task_names, what: str, error=ValueError) -> None:
+    """`mapping` must name each of `task_names` exactly once: otherwise `error` naming the unknown and missing
+    tasks and listing the model's (`what` says which setting, e.g. "sampling='fixed' `probabilities`")."""
+    unknown = sorted(set(mapping) - set(task_names))
+    missing = [name for name in task_names if name not in mapping]
+    if unknown or missing:
+        raise error(
+            f"{what} must name every task exactly once: "
+            + (f"unknown task(s) {unknown}; " if unknown else "") + (f"missing task(s) {missing}; " if missing else "")
+            + f"the tasks are {', '.join(task_names) or '(none)'}."
+        )
