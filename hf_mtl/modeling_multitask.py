@@ -16,7 +16,7 @@ from .configuration_multitask import MultiTaskConfig
 from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
 from .heads.discriminator import TaskDiscriminator
-from .heads.task_embedding import TaskEmbedding, build_task_embedding
+from .heads.task_embedding import TaskEmbedding, TaskPrefix, build_task_embedding
 from .sharing import SHARING, EncodedBatch, SharingScheme
 from .tasks import TaskSpec, check_unique_names
 from .utils.input_checks import check_model_inputs
@@ -421,7 +421,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             encoder_inputs["output_attentions"] = True
 
         encoded = self.encode(encoder_task_ids, encoder_inputs)
-        if self.task_embedding is not None:
+        if isinstance(self.task_embedding, TaskPrefix):  # inserted positions: back to the input's
             encoded = self._strip_task_prefix(encoded)
         hidden, encoder_outputs = encoded.hidden_states, encoded.encoder_outputs
         auxiliary_losses = dict(encoded.auxiliary_losses or {})
@@ -468,15 +468,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         )
 
     def _strip_task_prefix(self, encoded: EncodedBatch) -> EncodedBatch:
-        """The encoder's outputs in the input's positions (`task_embedding="prefix"` inserted positions; "cls" none)."""
+        """The encoder's outputs without the positions `task_embedding="prefix"` inserted."""
         strip = self.task_embedding.strip
         outputs = encoded.encoder_outputs
         if outputs is not None and getattr(outputs, "hidden_states", None) is not None:
             outputs.hidden_states = tuple(strip(states) for states in outputs.hidden_states)
         if outputs is not None and getattr(outputs, "attentions", None) is not None:  # [batch, heads, query, key]
-            outputs.attentions = tuple(
-                strip(strip(a.transpose(1, 2)).transpose(1, 2).transpose(1, 3)).transpose(1, 3) for a in outputs.attentions
-            )
+            outputs.attentions = tuple(strip(strip(a, dim=2), dim=3) for a in outputs.attentions)
         return dataclasses.replace(
             encoded, hidden_states=strip(encoded.hidden_states), shared_hidden_states=strip(encoded.shared_hidden_states)
         )

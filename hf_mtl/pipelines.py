@@ -93,9 +93,9 @@ class MultiTaskPipeline(Pipeline):
 
     def preprocess(self, inputs, tasks: list[str] | None = None, max_length: int = 128) -> list[dict[str, Any]]:
         """The predictor rows of one input: one per task it fits."""
-        row = {"text": inputs} if isinstance(inputs, str) else dict(inputs)
         if not isinstance(inputs, (str, Mapping)):
             raise TypeError(f"A pipeline input is a text or a dict (text / text_pair, or context / choices), got {type(inputs).__name__}.")
+        row = {"text": inputs} if isinstance(inputs, str) else dict(inputs)
         if tasks is None:
             tasks = [name for name, spec in self.specs.items() if _fits(spec, row)]
             if not tasks:
@@ -112,7 +112,7 @@ class MultiTaskPipeline(Pipeline):
             result = dict(result)
             task = result.pop("task")
             if "tokens" in result and aggregation_strategy == "simple":
-                source = text if isinstance(text, str) else (text or {}).get("text") if isinstance(text, Mapping) else None
+                source = text.get("text") if isinstance(text, Mapping) else text
                 output[task] = group_entities(result["tokens"], source if isinstance(source, str) else None)
             else:
                 output[task] = result

@@ -43,10 +43,6 @@ class TaskEmbedding(nn.Module):
         inputs["inputs_embeds"] = embeds + offset
         return inputs
 
-    def strip(self, states: torch.Tensor) -> torch.Tensor:
-        """Token states in the input's positions (nothing was inserted)."""
-        return states
-
     def resize(self, keep_rows: list[int | None]) -> None:
         """Keep the vectors of the surviving tasks in their new order; new tasks (`None`) start at zero."""
         old = self.weight.data
@@ -108,9 +104,9 @@ class TaskPrefix(TaskEmbedding):
         values = values.expand(fill.shape[0], -1) if values.shape[0] == 1 else values
         return torch.cat([values[:, :1], fill.expand(-1, self.length), values[:, 1:]], dim=1)
 
-    def strip(self, states: torch.Tensor) -> torch.Tensor:
-        """Token states `[batch, seq_len + length, ...]` -> `[batch, seq_len, ...]` (the prefix removed)."""
-        return torch.cat([states[:, :1], states[:, 1 + self.length:]], dim=1)
+    def strip(self, states: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """The prefix positions removed along `dim` (the sequence axis): `seq_len + length` -> `seq_len`."""
+        return torch.cat([states.narrow(dim, 0, 1), states.narrow(dim, 1 + self.length, states.shape[dim] - 1 - self.length)], dim=dim)
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.weight.shape[0]}, length={self.length}, hidden_size={self.weight.shape[-1]}"
