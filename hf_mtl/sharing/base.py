@@ -5,8 +5,8 @@ as `model.sharing` (its own parameters, e.g. private encoders, save as `sharing.
 inside the backbone (LoRA adapters, per-group copies of upper layers) are injected into `model.encoder` by
 `setup`, so `encoder.*` keys always describe the whole (possibly adapted) backbone.
 
-Adding a scheme = one file in `hf_mtl/sharing/` with a subclass registered in `SHARING`, its options as a dataclass
-(`Options`, every field with `metadata={"help": ...}`), and one row in the registry test matrix.
+Adding a scheme = one file (or a sub-package, like `experts/`) in `hf_mtl/sharing/` with a subclass registered in
+`SHARING`, its options as a dataclass (`Options`, every field with `metadata={"help": ...}`), and one row in the registry test matrix.
 """
 
 from __future__ import annotations

@@ -1,147 +1,28 @@
-"""Softmax-gated experts: MMoE (Ma et al., KDD 2018, "Modeling Task Relationships in Multi-task Learning with
-Multi-gate Mixture-of-Experts") and PLE's Customized Gate Control (Tang et al., RecSys 2020, "Progressive Layered
-Extraction", CGC = one PLE level).
-
-Above the shared lower encoder sit `num_experts` experts every task can use; each task has its own softmax gate
-that mixes the experts' outputs for its rows. PLE (`sharing="ple"`) adds `num_task_experts` experts per task that
-only that task's gate sees, so task-specific knowledge does not have to squeeze through the shared experts (the
-"seesaw" effect the paper describes). Which experts each task leans on is learned, and shown: the mean gate weights
-are logged during training (`gates/<task>/expert_<i>`, i < num_experts the shared experts, then the task's own) and
-drawn at the end as a task x expert heat-map, `expert_gates.png` (+ `expert_gates.json`) in `output_dir`. Under
-several processes each process counts its own rows; the main process logs and draws its own (the gates' weights
-themselves are synchronised like every parameter).
-
-Experts (`expert_type`):
-
-- `"layer"` (default): each expert is a copy of the top `num_expert_layers` transformer layers; the layers below
-  are shared. Built from a backbone checkpoint, every copy starts from the backbone's own top layers (like
-  hierarchical sharing), so at step 0 the model computes exactly what the backbone does. Copies that start equal
-  only drift apart through dropout and the gates' different weights, so the gates move slowly at first.
-- `"ffn"`: the whole encoder is shared; each expert is a residual feed-forward block on its output,
-  `h + W2 gelu(W1 h)` with `W2 = 0` at the start (every expert is the identity, the backbone's features pass
-  unchanged) and width `ffn_hidden_size` (default: the encoder's hidden size).
-
-Gates: one `Linear(hidden, experts)` + softmax per task, reading the experts' *input* pooled per row as the heads
-pool (`config.pooling`): one distribution per row (not per token), so a row's mixture is the same for all of its
-tokens and the logged weights are per-row means. Rows of a mixed batch use their own task's gate; a mixed batch
-gives the same outputs as one call per task.
-
-With `expert_type="layer"` the experts replace the top layers in the backbone's layer list (one module holding
-every copy, at `encoder.<layers>.<first expert layer>`): `output_hidden_states` reports the gate-weighted mixture
-of the experts' states at each expert depth; `output_attentions` is not available (each expert attends
-differently).
-"""
+"""The registered `mmoe` and `ple` schemes: building the experts into the model, one softmax gate per task, the
+gated forward pass and what the gates learned (logged means, the heat-map at the end). See the package docstring."""
 
 from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
-from difflib import get_close_matches
-from typing import Any
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
-from ..heads import pool
-from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, merge_rows, slice_rows
+from ...heads import pool
+from ..base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, merge_rows
+from .layers import ExpertMixtureLayer, FeedForwardExpert
+from .options import MMoEOptions, PLEOptions, check_expert_options
 
 
 logger = logging.get_logger(__name__)
 
-EXPERT_TYPES = {
-    "layer": "copies of the top `num_expert_layers` transformer layers",
-    "ffn": "residual feed-forward blocks on the encoder's output",
-}
-
-
-@dataclass
-class MMoEOptions:
-    num_experts: int = field(default=3, metadata={"help": "Shared experts that every task's gate mixes (>= 1)."})
-    expert_type: str = field(
-        default="layer",
-        metadata={"help": "'layer' (copies of the top transformer layers) or 'ffn' (feed-forward blocks on the encoder output)."},
-    )
-    num_expert_layers: int = field(
-        default=1, metadata={"help": "expert_type='layer': how many of the top transformer layers each expert copies."}
-    )
-    ffn_hidden_size: int | None = field(
-        default=None, metadata={"help": "expert_type='ffn': inner width of each expert (default: the encoder's hidden size)."}
-    )
-
-
-@dataclass
-class PLEOptions(MMoEOptions):
-    num_task_experts: int = field(default=1, metadata={"help": "Experts of each task, seen by that task's gate only (>= 1)."})
-
-
-class FeedForwardExpert(nn.Module):
-    """`h + W2 gelu(W1 h)`; `W2` starts at zero (see `reset_to_identity`)."""
-
-    def __init__(self, hidden_size: int, inner_size: int, dropout: float):
-        super().__init__()
-        self.dense_in = nn.Linear(hidden_size, inner_size)
-        self.dense_out = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
-
-    def reset_to_identity(self) -> None:
-        with torch.no_grad():
-            self.dense_out.weight.zero_()
-            self.dense_out.bias.zero_()
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return hidden_states + self.dropout(self.dense_out(nn.functional.gelu(self.dense_in(hidden_states))))
-
-
-class ExpertMixtureLayer(nn.Module):
-    """Takes the place of the top transformer layers (expert_type='layer'): runs each expert's stack of layer copies
-    on the rows that need it and returns the gated mixture. The scheme sets `context` around each encoder call."""
-
-    def __init__(self, shared: list[nn.ModuleList], per_task: dict[str, list[nn.ModuleList]]):
-        super().__init__()
-        self.shared_experts = nn.ModuleList(shared)
-        self.task_experts = nn.ModuleDict({task: nn.ModuleList(stacks) for task, stacks in per_task.items()})
-        self.context: tuple | None = None
-        self.last_input: torch.Tensor | None = None
-        self.last_levels: tuple[torch.Tensor, ...] = ()
-
-    def forward(self, hidden_states, *args, **kwargs):
-        if self.context is None:
-            raise RuntimeError("These layers are gated experts (sharing='mmoe'/'ple'): call the MultiTaskModel, not its encoder alone.")
-        scheme, names, task_ids, mask, all_levels = self.context
-        batch_size = hidden_states.shape[0]
-        self.last_input = hidden_states
-        raw_output = []
-
-        def run(key, rows):
-            stack = self.shared_experts[key[1]] if key[0] == "shared" else self.task_experts[key[1]][key[2]]
-            h, a, kw = hidden_states, args, kwargs
-            if rows is not None:
-                h = slice_rows(h, rows, batch_size)
-                a = [slice_rows(v, rows, batch_size) for v in args]
-                kw = {k: slice_rows(v, rows, batch_size) for k, v in kwargs.items()}
-            levels = []
-            for layer in stack:
-                out = layer(h, *a, **kw)
-                if not raw_output:
-                    raw_output.append(out)
-                h = out[0] if isinstance(out, tuple) else out
-                levels.append(h)
-            return torch.stack(levels if all_levels else levels[-1:], dim=-1)
-
-        mixed = scheme.mix(names, hidden_states, task_ids, mask, run)  # [rows, seq, hidden, levels]
-        self.last_levels = mixed.unbind(-1)
-        output = self.last_levels[-1]
-        if isinstance(raw_output[0], tuple):  # older layer classes return tuples: keep the encoder's indexing right
-            return (output, *raw_output[0][1:])
-        return output
-
 
 @SHARING.register("mmoe")
 class MMoESharing(SharingScheme):
-    """Shared experts mixed by one softmax gate per task (MMoE); see the module docstring."""
+    """Shared experts mixed by one softmax gate per task (MMoE); see the package docstring."""
 
     name = "mmoe"
     Options = MMoEOptions
@@ -149,25 +30,7 @@ class MMoESharing(SharingScheme):
 
     @classmethod
     def check_options(cls, options, config):
-        _positive_int(cls.name, "num_experts", options.num_experts, "the number of shared experts")
-        if options.expert_type not in EXPERT_TYPES:
-            close = get_close_matches(str(options.expert_type), EXPERT_TYPES, n=1)
-            raise ValueError(
-                f"Unknown expert_type {options.expert_type!r} for sharing={cls.name!r}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
-                + ". Choose one of: " + "; ".join(f"{k!r} ({v})" for k, v in EXPERT_TYPES.items()) + "."
-            )
-        num_layers = getattr(config.encoder, "num_hidden_layers", None)
-        _positive_int(cls.name, "num_expert_layers", options.num_expert_layers, "top transformer layers each expert copies")
-        if num_layers is not None and options.num_expert_layers > num_layers:
-            raise ValueError(
-                f"num_expert_layers={options.num_expert_layers} but the backbone has {num_layers} layers: use 1..{num_layers}."
-            )
-        if options.ffn_hidden_size is not None:
-            _positive_int(cls.name, "ffn_hidden_size", options.ffn_hidden_size, "the width of a feed-forward expert")
-        if hasattr(options, "num_task_experts"):
-            _positive_int(cls.name, "num_task_experts", options.num_task_experts, "experts per task (0 is sharing='mmoe')")
-        return options
+        return check_expert_options(cls.name, options, config)
 
     def __init__(self, config):
         super().__init__(config)
@@ -391,20 +254,15 @@ class MMoESharing(SharingScheme):
         if not final:
             logger.warning("No gate weights were recorded during training (no training step ran): expert_gates.png not written.")
             return []
-        from .reports import write_gate_report
+        from ..reports import write_gate_report
 
         return write_gate_report(output_dir, self.name, model.config, final, self.expert_names)
 
 
 @SHARING.register("ple")
 class PLESharing(MMoESharing):
-    """MMoE plus `num_task_experts` experts per task that only its gate sees (PLE's CGC); see the module docstring."""
+    """MMoE plus `num_task_experts` experts per task that only its gate sees (PLE's CGC); see the package docstring."""
 
     name = "ple"
     Options = PLEOptions
     unit_label = "task gate/expert"
-
-
-def _positive_int(scheme: str, key: str, value: Any, what: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"sharing={scheme!r} `{key}` ({what}) must be an integer >= 1, got {value!r}.")
