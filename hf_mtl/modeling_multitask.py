@@ -1,76 +1,29 @@
-"""`MultiTaskModel`: one shared encoder, one head per task, routed by task name or per-row task ids."""
+"""`MultiTaskModel`: one shared encoder, one head per task, routed by task name or per-row task ids.
+
+The model's own job lives here: building heads, adding and removing tasks, encoding and the forward pass. Its output
+type is in `modeling_outputs`, the helpers that are not the model's job (encoder building, backbone loading, checkpoint
+checks) in `modeling_utils`, and the row / task bookkeeping of the forward pass in `modeling_routing`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
-from transformers.utils import ModelOutput, logging
+from transformers import AutoModel, PreTrainedModel
 
 from .configuration_multitask import MultiTaskConfig
-from .errors import CheckpointError, TaskError
 from .heads import HEADS, TaskHead, pool
 from .heads.discriminator import TaskDiscriminator
 from .heads.task_embedding import TaskEmbedding, TaskPrefix, build_task_embedding
+from .modeling_outputs import MultiTaskModelOutput  # also importable from here, as before the split (hf_mtl's lazy map)
+from .modeling_routing import resolve_tasks, score_joint_head, score_task_heads, strip_task_prefix
+from .modeling_utils import build_encoder, check_checkpoint_matches, load_backbone_weights
 from .sharing import SHARING, EncodedBatch, SharingScheme
 from .tasks import TaskSpec, check_unique_names
 from .utils.input_checks import check_model_inputs
 from .utils.safe_loading import safe_weights_loading
-
-
-logger = logging.get_logger(__name__)
-
-
-@dataclass
-class MultiTaskModelOutput(ModelOutput):
-    r"""
-    Output of [`MultiTaskModel`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
-            Mean of the per-task losses weighted by each task's number of rows in the batch (for a one-task batch,
-            that task's loss). Trainers that weight tasks use `task_losses` instead.
-        logits (`torch.FloatTensor`, *optional*):
-            The head's output when the batch holds a single task (`task=` call, or `task_ids` with one value):
-            `[batch, num_labels]`, `[batch]` for regression, `[batch, seq_len, num_labels]` for token
-            classification, `[batch, num_choices]` for multiple choice. `None` for a mixed batch.
-        task_logits (`dict[str, torch.FloatTensor]`):
-            Logits of each task present in the batch, for its rows in batch order.
-        task_indices (`dict[str, torch.LongTensor]`):
-            Row indices (into the batch) of each task present in the batch.
-        task_losses (`dict[str, torch.FloatTensor]`, *optional*, returned when `labels` is given):
-            Unweighted mean loss of each task present in the batch.
-        auxiliary_losses (`dict[str, torch.FloatTensor]`, *optional*, returned in training mode):
-            Losses that are not tasks, e.g. `"adversarial"` (task discriminator). They are not part of `loss`: the
-            trainer adds them with their weights from the training arguments.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            The encoder's hidden states, when `output_hidden_states=True`.
-        attentions (`tuple(torch.FloatTensor)`, *optional*):
-            The encoder's attention weights, when `output_attentions=True`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    task_logits: dict[str, torch.FloatTensor] | None = None
-    task_indices: dict[str, torch.LongTensor] | None = None
-    task_losses: dict[str, torch.FloatTensor] | None = None
-    auxiliary_losses: dict[str, torch.FloatTensor] | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-def _build_encoder(encoder_config: PreTrainedConfig) -> PreTrainedModel:
-    """The shared backbone, without its pooler where the architecture has one: heads pool for themselves."""
-    model_class = AutoModel._model_mapping[type(encoder_config)]
-    kwargs = {}
-    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
-        kwargs["add_pooling_layer"] = False
-    return AutoModel.from_config(encoder_config, **kwargs)
 
 
 class MultiTaskPreTrainedModel(PreTrainedModel):
@@ -132,7 +85,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     def __init__(self, config: MultiTaskConfig):
         super().__init__(config)
         self.sharing: SharingScheme = SHARING.get(config.sharing)(config)
-        self.encoder = _build_encoder(config.encoder)
+        self.encoder = build_encoder(config.encoder)
         self.sharing.setup(self)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
         self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
@@ -254,42 +207,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             )
         config = cls.config_class(encoder=backbone.config, tasks=tasks, **(config_kwargs or {}))
         model = cls(config)
-        # The sharing scheme maps the backbone's keys onto the (possibly adapted) encoder: LoRA-wrapped layers keep
-        # their weights under `base_layer`, hierarchical copies start from the backbone's upper layers.
-        backbone_state = backbone.state_dict()
-        encoder_state, new_sharing_keys = model.sharing.map_backbone_state_dict(model, backbone_state)
-        used = {model.sharing.backbone_key(key) for key in encoder_state}
-        result = model.encoder.load_state_dict(encoder_state, strict=False)
-        missing = sorted(
-            set(info.get("missing_keys", ())) | {k for k in result.missing_keys if f"encoder.{k}" not in new_sharing_keys}
-        )
-        unexpected = sorted(set(info.get("unexpected_keys", ())) | (set(backbone_state) - used))
-        new_heads = [f"heads.{name}.{key}" for name, head in model.heads.items() for key in head.state_dict()]
-        if missing:
-            message = (
-                f"{len(missing)} encoder weight(s) were NOT found in {pretrained_model_name_or_path!r} and are "
-                f"randomly initialised: {', '.join('encoder.' + key for key in missing)}."
-            )
-            if strict:
-                raise CheckpointError(message + " Check that the checkpoint is a backbone of this architecture.")
-            logger.warning(message + " Train before use, or pass a checkpoint that holds them.")
-        if unexpected:
-            logger.info(
-                f"Checkpoint weights not used by the encoder (e.g. a pooler or an MLM head): {', '.join(unexpected)}."
-            )
-        logger.info(f"New task heads (train them): {', '.join(model.heads)}.")
-        if new_sharing_keys:
-            logger.info(f"New task-specific parameters of sharing={config.sharing!r}: {len(new_sharing_keys)} tensors.")
+        loading_info = load_backbone_weights(model, backbone, info, pretrained_model_name_or_path, strict)
         model.to(dtype=backbone.dtype)
         model.config.name_or_path = str(pretrained_model_name_or_path)
-        if output_loading_info:
-            return model, {
-                "missing_keys": missing,
-                "unexpected_keys": unexpected,
-                "new_head_keys": new_heads,
-                "new_sharing_keys": new_sharing_keys,
-            }
-        return model
+        return (model, loading_info) if output_loading_info else model
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -308,7 +229,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
             )
-        _check_checkpoint_matches(model, info, pretrained_model_name_or_path, allow_resize)
+        check_checkpoint_matches(model, info, pretrained_model_name_or_path, allow_resize)
         return (model, info) if want_info else model
 
     def add_task(
@@ -388,7 +309,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             raise ValueError("Pass `input_ids` or `inputs_embeds`.")
         check_model_inputs(self, input_ids, attention_mask, inputs_embeds, labels)
         labels_are_padded = task is None  # mixed-task collators pad every row's labels to a common width
-        task_ids, single_task = self._resolve_tasks(task, task_ids, reference)
+        task_ids, single_task = resolve_tasks(self.config, self.heads, task, task_ids, reference)
         input_shape = reference.shape[:-1] if inputs_embeds is not None else reference.shape
         encoder_inputs = {
             "input_ids": input_ids,
@@ -422,36 +343,24 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
         encoded = self.encode(encoder_task_ids, encoder_inputs)
         if isinstance(self.task_embedding, TaskPrefix):  # inserted positions: back to the input's
-            encoded = self._strip_task_prefix(encoded)
+            encoded = strip_task_prefix(self.task_embedding, encoded)
         hidden, encoder_outputs = encoded.hidden_states, encoded.encoder_outputs
         auxiliary_losses = dict(encoded.auxiliary_losses or {})
         if self.discriminator is not None and self.training:
             pooled = pool(encoded.shared_hidden_states, mask, self.config.pooling)  # attention pools as mean here
             auxiliary_losses["adversarial"] = self.discriminator.loss(pooled, encoder_task_ids)
 
-        task_logits, task_indices, task_losses = {}, {}, {}
         batch_size = input_shape[0]
-        for index in [self.config.task_index(single_task)] if single_task else torch.unique(task_ids).tolist():
-            name = self.config.task_names[index]
-            head = self.heads[name]
-            if single_task is not None:  # the whole batch: no gather needed
-                rows = torch.arange(batch_size, device=hidden.device)
-                head_hidden, head_mask, row_shape, row_labels = hidden, mask, head_input_shape, labels
-            else:
-                rows = (task_ids == index).nonzero(as_tuple=True)[0]
-                head_hidden, head_mask = hidden[rows], (mask[rows] if mask is not None else None)
-                row_shape = torch.Size((rows.numel(), *input_shape[1:]))
-                row_labels = labels[rows] if labels is not None else None
-            task_logits[name] = head(head_hidden, head_mask, rows.numel())
-            task_indices[name] = rows
-            if row_labels is not None:
-                if labels_are_padded:
-                    row_labels = head.labels_from_padded(row_labels, row_shape)
-                head.check_labels(row_labels, row_shape)
-                task_losses[name] = head.compute_loss(task_logits[name], row_labels)
+        task_logits, task_indices, task_losses = score_task_heads(
+            self.config, self.heads, hidden, mask, task_ids, single_task, input_shape, head_input_shape, labels,
+            labels_are_padded,
+        )
 
         for name, padded in (joint_labels or {}).items():
-            self._score_joint_head(name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices, task_losses)
+            score_joint_head(
+                self.config, self.heads, name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices,
+                task_losses,
+            )
 
         loss = None
         if task_losses:
@@ -467,139 +376,3 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attentions=getattr(encoder_outputs, "attentions", None),
         )
 
-    def _strip_task_prefix(self, encoded: EncodedBatch) -> EncodedBatch:
-        """The encoder's outputs without the positions `task_embedding="prefix"` inserted."""
-        strip = self.task_embedding.strip
-        outputs = encoded.encoder_outputs
-        if outputs is not None and getattr(outputs, "hidden_states", None) is not None:
-            outputs.hidden_states = tuple(strip(states) for states in outputs.hidden_states)
-        if outputs is not None and getattr(outputs, "attentions", None) is not None:  # [batch, heads, query, key]
-            outputs.attentions = tuple(strip(strip(a, dim=2), dim=3) for a in outputs.attentions)
-        return dataclasses.replace(
-            encoded, hidden_states=strip(encoded.hidden_states), shared_hidden_states=strip(encoded.shared_hidden_states)
-        )
-
-    def _score_joint_head(self, name, padded, task_ids, hidden, mask, input_shape, task_logits, task_indices, task_losses):
-        """Head `name` on the rows of the other tasks of its input group, with their `joint_labels` (same pass)."""
-        spec = self.config.task_spec(name)
-        group = [i for i, s in enumerate(self.config.task_specs) if spec.input_group and s.input_group == spec.input_group]
-        if not group:
-            raise TaskError(f"joint_labels names {name!r}, which has no input_group: only tasks of one group share rows.")
-        rows = torch.isin(task_ids, torch.tensor(group, device=task_ids.device)).nonzero(as_tuple=True)[0]
-        if rows.numel() == 0:
-            return
-        head = self.heads[name]
-        row_shape = torch.Size((rows.numel(), *input_shape[1:]))
-        logits = head(hidden[rows], mask[rows] if mask is not None else None, rows.numel())
-        labels = head.labels_from_padded(padded[rows], row_shape)
-        head.check_labels(labels, row_shape)
-        loss = head.compute_loss(logits, labels)
-        if name in task_losses:  # the task also has rows of its own: one loss over all of its rows
-            own = task_indices[name].numel()
-            loss = (task_losses[name] * own + loss * rows.numel()) / (own + rows.numel())
-            rows, logits = torch.cat([task_indices[name], rows]), torch.cat([task_logits[name], logits])
-        task_losses[name], task_indices[name], task_logits[name] = loss, rows, logits
-
-    def _resolve_tasks(
-        self, task: str | None, task_ids: torch.Tensor | None, reference: torch.Tensor
-    ) -> tuple[torch.LongTensor, str | None]:
-        """Per-row task ids, and the task name when the whole batch is one task."""
-        if (task is None) == (task_ids is None):
-            raise TaskError(
-                "Pass exactly one of `task` (the task name of every row) and `task_ids` (a task index per row); got "
-                + ("both." if task is not None else "neither.")
-                + f" Tasks of this model: {', '.join(self.config.task_names) or '(none)'}."
-            )
-        batch_size = reference.shape[0]
-        if task is not None:
-            if not isinstance(task, str):
-                raise TaskError(f"`task` is a task name (str), got {type(task).__name__}: {task!r}. Use `task_ids` for per-row ids.")
-            index = self.config.task_index(task)
-            return torch.full((batch_size,), index, dtype=torch.long, device=reference.device), task
-        task_ids = torch.as_tensor(task_ids, device=reference.device)
-        if task_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-            raise TaskError(f"`task_ids` must hold integer task indices, got dtype {task_ids.dtype}.")
-        if task_ids.shape != (batch_size,):
-            raise TaskError(f"`task_ids` must have shape ({batch_size},) (one task index per row), got {tuple(task_ids.shape)}.")
-        task_ids = task_ids.long()
-        num_tasks = len(self.config.task_names)
-        if task_ids.numel() and (task_ids.min() < 0 or task_ids.max() >= num_tasks):
-            bad = task_ids[(task_ids < 0) | (task_ids >= num_tasks)][0].item()
-            raise TaskError(
-                f"Task id {bad} is out of range: this model has {num_tasks} task(s), ids 0..{num_tasks - 1} "
-                f"({', '.join(f'{i}={n}' for i, n in enumerate(self.config.task_names))})."
-            )
-        present = torch.unique(task_ids).tolist()
-        if len(present) == 1:
-            return task_ids, self.config.task_names[present[0]]
-        unmixable = [self.config.task_names[i] for i in present if not self.heads[self.config.task_names[i]].mixable]
-        if unmixable:
-            raise TaskError(
-                f"Task(s) {unmixable} cannot share a mixed-task batch (their inputs are [batch, num_choices, seq_len]); "
-                "batch them on their own with `task=`."
-            )
-        return task_ids, None
-
-
-def _check_checkpoint_matches(model: MultiTaskModel, info: dict, source, allow_resize: bool) -> None:
-    """Raise when an hf_mtl checkpoint's weights disagree with its config: a head, adapter, private encoder or
-    upper-layer copy too many or too few, encoder weights missing, or a resized weight."""
-    missing = list(info.get("missing_keys") or [])
-    unexpected = list(info.get("unexpected_keys") or [])
-    mismatched = list(info.get("mismatched_keys") or [])
-    head_missing = sorted({key.split(".")[1] for key in missing if key.startswith("heads.")})
-    head_unexpected = sorted({key.split(".")[1] for key in unexpected if key.startswith("heads.")})
-    loaded_head_keys = {key for key in model.state_dict() if key.startswith("heads.")} - set(missing)
-    checkpoint_has_heads = bool(head_unexpected or loaded_head_keys)
-    sharing = model.sharing
-    body = ("encoder.", "sharing.")
-    unit_missing = sorted({sharing.parameter_owner(k)[1] for k in missing if sharing.parameter_owner(k)})
-    unit_unexpected = sorted({sharing.parameter_owner(k)[1] for k in unexpected if sharing.parameter_owner(k)})
-    encoder_missing = [k for k in missing if k.startswith(body) and not sharing.parameter_owner(k)]
-    encoder_unexpected = [k for k in unexpected if k.startswith(body) and not sharing.parameter_owner(k)]
-    if not checkpoint_has_heads and (encoder_missing or unit_missing):
-        # A plain backbone loaded into an adapted encoder: LoRA base weights would stay random (`base_layer` keys),
-        # adapters would not be the identity, copies would not start from the backbone.
-        raise CheckpointError(
-            f"{str(source)!r} holds no task heads and lacks weights this sharing={model.config.sharing!r} model needs "
-            f"(e.g. {(encoder_missing or [k for k in missing if sharing.parameter_owner(k)])[:3]}): it looks like a plain "
-            "backbone checkpoint. Build the model with `MultiTaskModel.from_backbone(path, tasks, config_kwargs="
-            f"{{'sharing': {model.config.sharing!r}, ...}})`, which maps the backbone's weights into the adapted encoder."
-        )
-    problems = []
-    if head_unexpected:
-        problems.append(f"heads in the weights but not in the config: {head_unexpected}")
-    if head_missing and checkpoint_has_heads:
-        problems.append(f"heads in the config but not in the weights: {head_missing}")
-    if unit_unexpected:
-        problems.append(f"{sharing.unit_label}(s) in the weights but not in the config: {unit_unexpected}")
-    if unit_missing:
-        problems.append(f"{sharing.unit_label}(s) in the config but not in the weights: {unit_missing}")
-    if encoder_missing and checkpoint_has_heads:
-        problems.append(f"encoder weights missing from the checkpoint: {_some(encoder_missing)}")
-    if encoder_unexpected and checkpoint_has_heads:
-        problems.append(
-            f"encoder weights in the checkpoint that the config's sharing={model.config.sharing!r} does not have "
-            f"(saved with another sharing scheme?): {_some(encoder_unexpected)}"
-        )
-    if mismatched and not allow_resize:
-        names = sorted({str(entry[0] if isinstance(entry, (tuple, list)) else entry) for entry in mismatched})
-        problems.append(
-            f"weights whose shapes differ from the config (e.g. a head's label count changed): {names[:6]}"
-            " (pass `ignore_mismatched_sizes=True` to re-initialise them on purpose)"
-        )
-    if problems:
-        raise CheckpointError(
-            f"The checkpoint {str(source)!r} does not match its config: " + "; ".join(problems) + ". "
-            "Re-save the model with `save_pretrained` (which writes both together), or load the config that "
-            "belongs to these weights."
-        )
-    if head_missing and not checkpoint_has_heads:
-        logger.warning(
-            f"{str(source)!r} holds no task heads; heads {head_missing} are newly initialised. To start from a "
-            "backbone checkpoint, `MultiTaskModel.from_backbone` reports exactly what it loaded."
-        )
-
-
-def _some(keys: list[str], limit: int = 5) -> str:
-    return f"{keys[:limit]}{' ...' if len(keys) > limit else ''}"

@@ -25,7 +25,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # knows the config only through its `SharedConfig` protocol).
     ("sharing", ("hf_mtl.sharing",)),
     ("configuration", ("hf_mtl.configuration_multitask",)),
-    ("modeling", ("hf_mtl.modeling_multitask", "hf_mtl.inference", "hf_mtl.pipelines", "hf_mtl.export")),
+    (
+        "modeling",
+        (
+            "hf_mtl.modeling_outputs",
+            "hf_mtl.modeling_utils",
+            "hf_mtl.modeling_routing",
+            "hf_mtl.modeling_multitask",
+            "hf_mtl.inference",
+            "hf_mtl.pipelines",
+            "hf_mtl.export",
+        ),
+    ),
     ("hub, data, weighting, sampling", ("hf_mtl.hub", "hf_mtl.data", "hf_mtl.weighting", "hf_mtl.sampling")),
     ("evaluation", ("hf_mtl.evaluation",)),
     ("training", ("hf_mtl.training",)),
