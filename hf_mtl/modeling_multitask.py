@@ -374,5 +374,6 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             auxiliary_losses=auxiliary_losses or None,
             hidden_states=getattr(encoder_outputs, "hidden_states", None),
             attentions=getattr(encoder_outputs, "attentions", None),
+            head_inputs=hidden if self.training and task_losses else None,
         )
 

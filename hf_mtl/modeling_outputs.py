@@ -35,6 +35,10 @@ class MultiTaskModelOutput(ModelOutput):
             The encoder's hidden states, when `output_hidden_states=True`.
         attentions (`tuple(torch.FloatTensor)`, *optional*):
             The encoder's attention weights, when `output_attentions=True`.
+        head_inputs (`torch.FloatTensor` of shape `[batch, seq_len, hidden]`, *optional*, returned in training mode
+            with `labels`):
+            The hidden states the heads read (the shared representation), kept in the graph so a task-balancing
+            strategy can measure each task's gradient there (`weighting="rep_norm"`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -45,3 +49,4 @@ class MultiTaskModelOutput(ModelOutput):
     auxiliary_losses: dict[str, torch.FloatTensor] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    head_inputs: torch.FloatTensor | None = None

@@ -1,3 +1,4 @@
+import math
 import os
 
 import pytest
@@ -304,6 +305,14 @@ def test_every_registered_weighting_trains(tmp_path, tokenizer, data):
         trainer = make_trainer(tmp_path / name, tokenizer, data, weighting=name, batching="mixed", max_steps=2, eval_data=False)
         trainer.train()
         assert all(torch.isfinite(p).all() for p in trainer.model.parameters()), name
+
+
+def test_rep_norm_reweights_the_tasks_of_a_mixed_batch(tmp_path, tokenizer, data):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting="rep_norm", batching="mixed", max_steps=2, eval_data=False)
+    trainer.train()
+    weights = trainer.weighting.weights()
+    assert all(math.isfinite(w) and w > 0 for w in weights.values())
+    assert len({round(w, 6) for w in weights.values()}) > 1, f"mixed batches give the tasks different weights: {weights}"
 
 
 @pytest.mark.parametrize("weighting", ["static", "pcgrad"])

@@ -19,6 +19,7 @@ from hf_mtl.weighting import (
     GradNormWeighting,
     LossWeighting,
     PCGradWeighting,
+    RepresentationNormWeighting,
     StaticWeighting,
     UncertaintyWeighting,
     build_weighting,
@@ -40,6 +41,7 @@ class ToyMultiTask(nn.Module):
 
     def forward(self, x, targets):
         hidden = torch.tanh(self.shared(x))
+        self.hidden = hidden  # what the heads read: `rep_norm` measures each task's gradient here
         return {task: ((self.heads[task](hidden).squeeze(-1) - y) ** 2).mean() for task, y in targets.items()}
 
 
@@ -81,6 +83,9 @@ def train_step(model, strategy, step, tasks=TASKS, lr=0.05):
         for task in tasks:
             for p, g in zip(model.heads[task].parameters(), head_gradients[task]):
                 p.grad = weights[task] * g
+    elif strategy.needs_representation:
+        output = strategy.combine(losses, representation=model.hidden)
+        output.backward()
     else:
         output = strategy.combine(losses)
         output.backward()
@@ -104,7 +109,7 @@ def new_run(name):
 
 
 def test_every_method_is_registered():
-    assert WEIGHTINGS.choices() == ["cagrad", "dwa", "famo", "gradnorm", "pcgrad", "static", "uncertainty"]
+    assert WEIGHTINGS.choices() == ["cagrad", "dwa", "famo", "gradnorm", "pcgrad", "rep_norm", "static", "uncertainty"]
 
 
 @pytest.mark.parametrize("name", WEIGHTINGS.choices())
@@ -188,7 +193,7 @@ def test_matrix_unknown_hyperparameter_lists_accepted_ones(name):
 def test_unknown_strategy_lists_choices():
     with pytest.raises(
         ValueError,
-        match=r"Unknown weighting 'pcgrd'. Choose one of: cagrad, dwa, famo, gradnorm, pcgrad, static, uncertainty. "
+        match=r"Unknown weighting 'pcgrd'. Choose one of: cagrad, dwa, famo, gradnorm, pcgrad, rep_norm, static, uncertainty. "
         r"Did you mean 'pcgrad'",
     ):
         build_weighting("pcgrd", TASKS)
@@ -243,6 +248,41 @@ def test_static_is_exactly_the_weighted_sum():
     grads = torch.autograd.grad(total, [losses[t] for t in TASKS])
     assert [g.item() for g in grads] == [2.0, 1.0, 0.0]
     assert strategy.state_dict() == {}  # weights are configuration, not resumable state
+
+
+def test_rep_norm_equalises_every_tasks_gradient_at_the_representation_and_leaves_the_heads_alone():
+    model, strategy = new_run("rep_norm")
+    x, targets = toy_batch(0)
+    losses = model(x, targets)
+    raw = {t: torch.autograd.grad(loss, model.hidden, retain_graph=True)[0] for t, loss in losses.items()}
+    norms = {t: g.norm() for t, g in raw.items()}
+    assert max(norms.values()) > 5 * min(norms.values()), "the toy's targets differ in scale: so do the raw gradients"
+    heads = {t: torch.autograd.grad(loss, list(model.heads[t].parameters()), retain_graph=True) for t, loss in losses.items()}
+    total = strategy.combine(losses, representation=model.hidden)
+    assert torch.allclose(total, sum(losses.values())), "the value is the plain sum of the losses"
+    (at_hidden,) = torch.autograd.grad(total, model.hidden, retain_graph=True)
+    total.backward()
+    weights = strategy.weights()
+    scaled = [float(weights[t] * norms[t]) for t in TASKS]
+    assert max(scaled) == pytest.approx(min(scaled), rel=1e-5)
+    assert sum(scaled) / len(scaled) == pytest.approx(float(sum(norms.values()) / len(norms)), rel=1e-5)
+    assert weights["b"] < 1 < weights["c"], "the large-scale task is damped, the small-scale one boosted"
+    expected = sum(weights[t] * raw[t] for t in TASKS)
+    assert torch.allclose(at_hidden, expected, rtol=1e-4, atol=1e-6), "the encoder receives the rescaled sum"
+    for t in TASKS:  # each head keeps its own unscaled gradient
+        for p, g in zip(model.heads[t].parameters(), heads[t]):
+            assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+def test_rep_norm_with_one_task_is_static_and_refuses_a_missing_representation():
+    model, strategy = new_run("rep_norm")
+    x, targets = toy_batch(0, ["b"])
+    losses = model(x, targets)
+    assert torch.equal(strategy.combine(losses, representation=model.hidden), losses["b"])
+    assert strategy.weights()["b"] == 1.0
+    with pytest.raises(ValueError, match="head_inputs"):
+        strategy.combine(losses)
+    assert isinstance(strategy, RepresentationNormWeighting) and strategy.state_dict() == {}
 
 
 def test_uncertainty_learns_inverse_noise_variances():

@@ -295,7 +295,10 @@ class MultiTaskTrainer(Trainer):
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         task_losses, auxiliary_losses = self._finite_losses(outputs)
         if task_losses:
-            loss = self.weighting.combine(self._scaled(task_losses))
+            if self.weighting.needs_representation:
+                loss = self.weighting.combine(self._scaled(task_losses), representation=outputs.head_inputs)
+            else:
+                loss = self.weighting.combine(self._scaled(task_losses))
         else:  # every task of the micro-batch is non-finite: contribute nothing (the step is skipped anyway)
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
         auxiliary = self._auxiliary_loss(auxiliary_losses)

@@ -1,6 +1,6 @@
 """Task-balancing strategies, one file per method, registered by name (see `base.py` for the contract).
 
-Loss level (one backward pass): `static`, `uncertainty`, `dwa`, `famo`. Gradient level (one gradient per task):
+Loss level (one backward pass): `static`, `uncertainty`, `dwa`, `famo`, `rep_norm`. Gradient level (one gradient per task):
 `gradnorm`, `pcgrad`, `cagrad`. Importing this package registers all of them in `WEIGHTINGS`.
 """
 
@@ -10,6 +10,7 @@ from .dwa import DWAWeighting
 from .famo import FAMOWeighting
 from .gradnorm import GradNormWeighting
 from .pcgrad import PCGradWeighting
+from .rep_norm import RepresentationNormWeighting
 from .static import StaticWeighting
 from .uncertainty import UncertaintyWeighting
 
@@ -23,6 +24,7 @@ __all__ = [
     "GradientWeighting",
     "LossWeighting",
     "PCGradWeighting",
+    "RepresentationNormWeighting",
     "StaticWeighting",
     "UncertaintyWeighting",
     "WeightingStrategy",

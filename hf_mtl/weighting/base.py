@@ -35,6 +35,8 @@ class WeightingStrategy(nn.Module):
         requires_task_gradients: the trainer must call `combine_gradients` with per-task gradients.
         needs_all_tasks_per_step: the method is defined on steps that see every task (FAMO, gradient surgery);
             the trainer then refuses `batching="per_task"` (one task per step) and asks for mixed batches.
+        needs_representation: `combine` takes `representation=`, the hidden states the heads read (the model
+            output's `head_inputs`), to measure each task's gradient there (`rep_norm`).
         default_lr: learning rate of the strategy's `nn.Parameter`s when the user sets none (`None`: the
             training learning rate).
     """
@@ -42,6 +44,7 @@ class WeightingStrategy(nn.Module):
     name: ClassVar[str] = ""
     requires_task_gradients: ClassVar[bool] = False
     needs_all_tasks_per_step: ClassVar[bool] = False
+    needs_representation: ClassVar[bool] = False
     default_lr: ClassVar[float | None] = None
 
     def __init__(self, task_names: Sequence[str]):
