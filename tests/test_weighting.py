@@ -251,7 +251,8 @@ def test_static_is_exactly_the_weighted_sum():
 
 
 def test_rep_norm_equalises_every_tasks_gradient_at_the_representation_and_leaves_the_heads_alone():
-    model, strategy = new_run("rep_norm")
+    torch.manual_seed(0)
+    model, strategy = ToyMultiTask(), build_weighting("rep_norm", TASKS, mode="equal")
     x, targets = toy_batch(0)
     losses = model(x, targets)
     raw = {t: torch.autograd.grad(loss, model.hidden, retain_graph=True)[0] for t, loss in losses.items()}
@@ -272,6 +273,21 @@ def test_rep_norm_equalises_every_tasks_gradient_at_the_representation_and_leave
     for t in TASKS:  # each head keeps its own unscaled gradient
         for p, g in zip(model.heads[t].parameters(), heads[t]):
             assert torch.allclose(p.grad, g, atol=1e-6)
+
+
+def test_rep_norm_cap_damps_only_the_tasks_above_the_median():
+    model, strategy = new_run("rep_norm")
+    x, targets = toy_batch(0)
+    losses = model(x, targets)
+    norms = {t: torch.autograd.grad(loss, model.hidden, retain_graph=True)[0].norm() for t, loss in losses.items()}
+    strategy.combine(losses, representation=model.hidden)
+    weights = strategy.weights()
+    median = sorted(norms.values())[1]
+    for t in TASKS:
+        assert float(weights[t] * norms[t]) == pytest.approx(float(min(norms[t], median)), rel=1e-5)
+    assert weights["b"] < 1 and weights["a"] == weights["c"] == 1.0
+    with pytest.raises(ValueError, match="`mode` must be one of cap, equal, got 'max'"):
+        build_weighting("rep_norm", TASKS, mode="max")
 
 
 def test_rep_norm_with_one_task_is_static_and_refuses_a_missing_representation():
