@@ -86,6 +86,32 @@ def test_sections_are_parsed_with_their_types(tmp_path):
     assert "# --override training.seed=3" in recipe.card_text()
 
 
+def test_recipe_defaults_train_mixed_batches_with_rep_norm_unless_a_task_cannot_share_a_batch(tmp_path):
+    args = load_recipe(sst_recipe(tmp_path)).training_arguments()
+    assert (args.batching, args.weighting, args.refine_steps) == ("mixed", "rep_norm", 100)
+    per_task = load_recipe(sst_recipe(tmp_path), ["training.batching=per_task"]).training_arguments()
+    assert (per_task.batching, per_task.weighting) == ("per_task", "static"), "rep_norm only with mixed batches"
+    chosen = load_recipe(sst_recipe(tmp_path), ["training.weighting=uncertainty"]).training_arguments()
+    assert (chosen.batching, chosen.weighting) == ("mixed", "uncertainty")
+    rows = [{"text": "q", "choices": ["a", "b"], "label": 0}] * 4
+    path = write_recipe(tmp_path, {"model": {"backbone": "tiny"}, "tasks": [
+        {"name": "mc", "type": "multiple_choice", "data": {"train": write_jsonl(tmp_path / "mc.jsonl", rows).name},
+         "text_columns": ["text", "choices"]}], "training": {"output_dir": str(tmp_path / "out")}})
+    multiple_choice = load_recipe(path).training_arguments()
+    assert (multiple_choice.batching, multiple_choice.weighting) == ("per_task", "static")
+
+
+def test_a_recipe_default_is_fingerprinted_as_if_the_recipe_wrote_it(tmp_path):
+    from hf_mtl.recipes.run_cache import run_fingerprint
+
+    path = sst_recipe(tmp_path)
+    implicit = run_fingerprint(load_recipe(path), {"seed": 1})
+    written = run_fingerprint(load_recipe(path, ["training.batching=mixed", "training.weighting=rep_norm"]), {"seed": 1})
+    assert implicit == written, "writing today's default out reuses the runs of a recipe that leaves it out"
+    before = run_fingerprint(load_recipe(path, ["training.batching=per_task"]), {"seed": 1})
+    assert before != implicit, "a run made under the earlier default (one task per step) is never taken for today's"
+
+
 def test_config_fields_reach_the_model(tmp_path):
     recipe = load_recipe(sst_recipe(tmp_path), ["model.adversarial=true", "model.pooling=cls", "training.max_steps=1",
                                                 "training.adversarial_weight=0.1", "training.disable_tqdm=true"])

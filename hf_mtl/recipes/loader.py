@@ -278,7 +278,7 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
 
     training = dict(raw["training"])
     training.setdefault("output_dir", str(Path("outputs") / Path(source).stem))
-    for key, value in RECIPE_TRAINING_DEFAULTS.items():
+    for key, value in recipe_training_defaults(tasks, training).items():
         training.setdefault(key, value)
     arguments = _training_arguments(source, training)  # every key and value checked now, before any work starts
     if arguments.max_steps <= 0 and arguments.num_train_epochs <= 0:
@@ -288,10 +288,22 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
     return Recipe(source, text, raw, base_dir, model_args, config_kwargs, data_args, tasks, training, overrides, override_keys)
 
 
-# Where a recipe's default differs from `MultiTaskTrainingArguments`'s: the trainer keeps `Trainer.train()` as
-# Transformers users know it (training steps only); a recipe is the whole job, so it adds the refinement stage, which
-# measured on the dev suite (the README's transfer table) keeps every task at or above its single-task run.
-RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100}
+# Where a recipe's defaults differ from `MultiTaskTrainingArguments`'s (the README's transfer table measures them):
+# the trainer keeps `Trainer.train()` as Transformers users know it (training steps only, one task per step, plain
+# loss sum); a recipe is the whole job, so it adds the refinement stage, and trains on mixed batches with `rep_norm`
+# (no task's gradient dominates the shared encoder) unless a task cannot share a batch (multiple choice).
+RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100, "batching": "mixed", "weighting": "rep_norm"}
+
+
+def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -> dict[str, Any]:
+    """`RECIPE_TRAINING_DEFAULTS` for these tasks and the recipe's own `training` keys: one task per step when a task
+    cannot share a batch, and `rep_norm` only with mixed batches (with one task per step it would equal `static`)."""
+    defaults = dict(RECIPE_TRAINING_DEFAULTS)
+    if not all(HEADS.get(task.type).mixable for task in tasks if task.type in HEADS):
+        defaults["batching"] = "per_task"
+    if training.get("batching", defaults["batching"]) != "mixed":
+        defaults["weighting"] = "static"
+    return defaults
 
 
 def _check_backbone(source: str, backbone: str) -> None:

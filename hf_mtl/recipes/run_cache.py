@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .loader import RECIPE_TRAINING_DEFAULTS
+
 
 RUN_RECORD = "run.json"
 # Modules that only present results: editing them does not change what a run computes.
@@ -69,6 +71,14 @@ def data_fingerprint(recipe) -> dict[str, str]:
     return files
 
 
+# The recipe defaults of the first recorded runs. A recipe's fingerprint hashes it as written; a default of today
+# that differs from these (e.g. `batching: mixed`, `weighting: rep_norm` since 2026-12-06) is hashed as if the recipe
+# wrote it. So a run made under other defaults is never reused for a recipe that leaves the key out, a recipe that
+# writes the default out reuses the runs of one that leaves it out, and runs recorded before a default changed keep
+# their fingerprints. (`MultiTaskConfig` defaults are not hashed: the code fingerprint covers them, so only
+# `--reuse-any-code` can take a run made under another model default, e.g. `task_embedding` "cls" before 2026-12-06.)
+_FIRST_RECORDED_DEFAULTS = {"refine_steps": 100, "batching": "per_task", "weighting": "static"}
+
 # Training keys that say where and how loudly a run reports, not what it computes.
 _NOT_RESULTS = {"output_dir", "report_to", "run_name", "logging_steps", "logging_first_step", "logging_strategy",
                 "disable_tqdm", "hub_model_id", "hub_token", "push_to_hub"}
@@ -78,7 +88,11 @@ def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = Tru
     """Fingerprint of one run: recipe (after overrides), `changes` (seed, budget), data, code; not where it writes."""
     resolved = dict(recipe.resolved_dict())
     resolved.pop("description", None)
-    resolved["training"] = {k: v for k, v in (resolved.get("training") or {}).items() if k not in _NOT_RESULTS}
+    written = dict(resolved.get("training") or {})
+    for key, value in getattr(recipe, "training", {}).items():
+        if key in RECIPE_TRAINING_DEFAULTS and key not in written and value != _FIRST_RECORDED_DEFAULTS.get(key):
+            written[key] = value  # a recipe default of today that changes the run: hashed as if written
+    resolved["training"] = {k: v for k, v in written.items() if k not in _NOT_RESULTS}
     settings = {key: value for key, value in changes.items() if key not in _NOT_RESULTS}
     payload = {
         "recipe": resolved,
