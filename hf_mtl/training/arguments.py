@@ -33,6 +33,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
     [`TrainingArguments`] for [`MultiTaskTrainer`]. Every field of `TrainingArguments` keeps its meaning (epochs and
     `max_steps` count optimizer steps over the multi-task stream; `per_device_train_batch_size` is the number of rows
     per micro-batch); the fields below add the multi-task choices.
+
+    Fields the multi-task path treats differently: `label_smoothing_factor` is applied by each classification head
+    (refused when no head can smooth); `average_tokens_across_devices` does not apply (each task's loss is the mean
+    over its own rows or tokens, and the weighting combines the task means); `train_sampling_strategy` and
+    `dataloader_drop_last` are refused (the task sampler builds every batch and keeps every row).
     """
 
     sampling: str = field(
@@ -188,6 +193,14 @@ class MultiTaskTrainingArguments(TrainingArguments):
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if not 0 <= self.learning_rate < math.inf:
             raise ValueError(f"`learning_rate` must be a finite number >= 0, got {self.learning_rate}.")
+        # Trainer features that the multi-task batch plan replaces: refused rather than silently ignored.
+        if self.train_sampling_strategy != "random":
+            raise ValueError(f"`train_sampling_strategy` ({self.train_sampling_strategy!r}) is not applied by "
+                             "MultiTaskTrainer: its task sampler builds every batch (one task, or a mix of tasks; "
+                             "choose it with `sampling`). Leave train_sampling_strategy='random'.")
+        if self.dataloader_drop_last:
+            raise ValueError("`dataloader_drop_last` is not applied by MultiTaskTrainer: its task sampler keeps every "
+                             "row (a task's last, smaller batch included). Set dataloader_drop_last=False.")
         if self.weighting_lr is not None and not 0 < self.weighting_lr < math.inf:
             raise ValueError(f"`weighting_lr` must be a finite number > 0 (or unset for the strategy's default), "
                              f"got {self.weighting_lr}.")
