@@ -20,14 +20,21 @@ On pickles: the weights and hf_mtl's own state are safetensors. Trainer's `optim
 `rng_state*.pth` are torch pickles; Transformers 5 reads them with `torch.load(weights_only=True)` (no arbitrary code
 runs), and only when resuming from a checkpoint folder the user names (normally their own `output_dir`).
 `training_args.bin` is written for reference and never loaded.
+
+The trainer's checkpoint hooks (`_save`, `_save_checkpoint`, `_load_from_checkpoint`) delegate here too: what is
+saved beside Trainer's files (the strategy state, `TRAINER_STATE_FILE`; the model card; the arguments without the
+Hub token), in which order, and what a resume checks before it loads.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
+from collections.abc import Callable
 
+import torch
 from safetensors import safe_open
 from transformers.utils import logging
 
@@ -37,6 +44,7 @@ from ..errors import CheckpointError
 logger = logging.get_logger(__name__)
 
 COMPLETE_MARKER = "hf_mtl_checkpoint_complete.json"
+TRAINER_STATE_FILE = "hf_mtl_trainer_state.safetensors"
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 _FORMAT = 1
 
@@ -220,3 +228,84 @@ def load_multitask_state_file(path: str | os.PathLike, expected: dict[str, str])
             f"setup ({detail}). Resume with the same settings, or start a new run."
         )
     return state
+
+
+# ---------------------------------------------------------------------------- the trainer's checkpoint hooks
+
+
+def strategy_state_dict(weighting, sampler) -> dict[str, torch.Tensor]:
+    """Weighting and sampler state (tensors only, saved with safetensors in every checkpoint)."""
+    state = {f"weighting.{k}": v.detach().cpu().contiguous() for k, v in weighting.state_dict().items()}
+    if sampler is not None:
+        state.update({f"sampler.{k}": v.detach().cpu().contiguous() for k, v in sampler.state_dict().items()})
+    return state
+
+
+def load_strategy_state_dict(state: dict[str, torch.Tensor], weighting, sampler) -> None:
+    """Restore what `strategy_state_dict` saved."""
+    weighting_state = {k[len("weighting.") :]: v for k, v in state.items() if k.startswith("weighting.")}
+    sampler_state = {k[len("sampler.") :]: v for k, v in state.items() if k.startswith("sampler.")}
+    weighting.load_state_dict(weighting_state)
+    if sampler is not None:
+        sampler.load_state_dict(sampler_state)
+
+
+def save_beside_weights(trainer, output_dir: str | None) -> None:
+    """After Trainer's `_save` (weights, config, tokenizer; for `save_model` and every checkpoint alike), on the
+    process that saves: `training_args.bin` again without the Hub token (the folder may be pushed), and the card."""
+    if not trainer.args.should_save:
+        return
+    output_dir = output_dir if output_dir is not None else trainer.args.output_dir
+    if trainer.args.hub_token is not None:
+        safe_args = copy.copy(trainer.args)
+        safe_args.hub_token = None
+        torch.save(safe_args, os.path.join(output_dir, "training_args.bin"))
+    trainer.write_model_card(output_dir)
+
+
+def save_complete_checkpoint(trainer, trial, save: Callable[[], None]) -> None:
+    """`trainer._save_checkpoint`: `save` (Trainer's own) writes the checkpoint's files, then the strategy state and,
+    once every process is done, the completion marker. Pushing it and rotating older checkpoints out happen only once
+    it is complete: a crash never leaves no complete checkpoint, and a pushed checkpoint carries the strategy state
+    and the marker."""
+    from safetensors.torch import save_file
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints  # loads peft: not at import
+
+    args = trainer.args
+    run_dir = trainer._get_output_dir(trial=trial)
+    output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}")
+    if args.should_save:
+        clear_checkpoint_marker(output_dir)  # re-saving into an existing folder: incomplete until the end
+    limit, push = args.save_total_limit, args.push_to_hub
+    args.save_total_limit, args.push_to_hub = None, False
+    try:
+        save()
+    finally:
+        args.save_total_limit, args.push_to_hub = limit, push
+    if args.should_save and os.path.isdir(output_dir):
+        state_file = os.path.join(output_dir, TRAINER_STATE_FILE)
+        save_file(trainer.multitask_state_dict(), state_file, trainer._state_metadata())
+    trainer.accelerator.wait_for_everyone()  # every process's rng_state_<rank>.pth is written
+    if args.should_save and os.path.isdir(output_dir):
+        mark_checkpoint_complete(output_dir, trainer.state.global_step)
+    if push:
+        trainer._push_from_checkpoint(output_dir)
+    if args.should_save:
+        rotate_checkpoints(run_dir, limit, trainer.state.best_model_checkpoint, use_mtime=True)
+
+
+def load_checkpoint(trainer, resume_from_checkpoint: str, load: Callable[[], None]) -> None:
+    """`trainer._load_from_checkpoint`: refuse an incomplete checkpoint or one of other tasks, `load` (Trainer's own),
+    then restore the strategy state (required when the weighting has state, so the resumed run continues exactly)."""
+    verify_checkpoint(resume_from_checkpoint)
+    verify_checkpoint_tasks(resume_from_checkpoint, trainer.model.config)
+    load()
+    path = os.path.join(resume_from_checkpoint, TRAINER_STATE_FILE)
+    if os.path.isfile(path):
+        trainer.load_multitask_state_dict(load_multitask_state_file(path, trainer._state_metadata()))
+    elif len(trainer.weighting.state_dict()):
+        raise FileNotFoundError(
+            f"{resume_from_checkpoint} has no {TRAINER_STATE_FILE}: the {trainer.args.weighting!r} weighting state "
+            "cannot be restored, so the resumed run would not continue exactly. Resume from a checkpoint written "
+            "by MultiTaskTrainer."
+        )
