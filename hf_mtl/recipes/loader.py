@@ -3,122 +3,38 @@
 A recipe has four sections: `model:` ([`ModelArguments`] + any [`MultiTaskConfig`] field), `data:`
 ([`DataArguments`]), `tasks:` (a list of [`TaskEntry`]) and `training:` ([`MultiTaskTrainingArguments`]), plus an
 optional `description:`. The argument dataclasses are filled with `HfArgumentParser.parse_dict`, so a recipe key
-means exactly what the same command-line flag means in a Transformers example script. Everything is checked here,
-before any data is loaded or any weight is read; each error names the recipe file and the key.
+means exactly what the same command-line flag means in a Transformers example script. Everything is checked on
+loading, before any data is loaded or any weight is read; each error names the recipe file and the key. The
+section checks live in `validation.py`, the resulting `Recipe` in `recipe.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
-import enum
 import os
 import re
-import types
-import typing
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import BertConfig, HfArgumentParser
+from transformers import BertConfig
 
 from ..configuration_multitask import MultiTaskConfig
-from ..data.augmentation import AugmentationConfig
-from ..data.augmentation.dataset import resolve_methods
-from ..data.demo_data import demo_tasks
-from ..evaluation import main_metric
 from ..heads import HEADS
-from ..hub.model_card import drop_secrets
-from ..training.arguments import MultiTaskTrainingArguments
-from .arguments import DATA_KEYS, TASK_KEYS, DataArguments, ModelArguments, TaskEntry, config_fields
+from .arguments import DataArguments, ModelArguments, TaskEntry, config_fields
 from .errors import RecipeError
+from .recipe import _SECRET as _SECRET  # re-exported: these names were defined here before the split
+from .recipe import Recipe
+from .validation import GENERATED_TASKS as GENERATED_TASKS
+from .validation import _check_backbone, _parse, _parse_task, _training_arguments, _unknown
+from .validation import _check_data as _check_data
+from .validation import _coerce as _coerce
 
 
 SECTIONS = ("description", "model", "data", "tasks", "training")
-GENERATED_TASKS = [task["name"] for task in demo_tasks()]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET = re.compile(r"token|password|secret|key", re.IGNORECASE)
-
-
-@dataclass
-class Recipe:
-    """A validated recipe. `raw` holds the sections after overrides and `${ENV}` expansion; `text` the file as written
-    (for the model card: it keeps comments and never shows expanded environment variables)."""
-
-    source: str
-    text: str
-    raw: dict[str, Any]
-    base_dir: Path
-    model_args: ModelArguments
-    config_kwargs: dict[str, Any]
-    data_args: DataArguments
-    tasks: list[TaskEntry]
-    training: dict[str, Any]
-    overrides: list[str] = field(default_factory=list)
-    override_keys: set[str] = field(default_factory=set)
-
-    @property
-    def description(self) -> str | None:
-        return self.raw.get("description")
-
-    @property
-    def task_names(self) -> list[str]:
-        return [task.name for task in self.tasks]
-
-    def error(self, key: str | None, message: str) -> RecipeError:
-        return RecipeError(self.source, key, message)
-
-    def training_arguments(self, **changes: Any) -> MultiTaskTrainingArguments:
-        """`MultiTaskTrainingArguments` of the `training:` section, with `changes` on top (e.g. another seed)."""
-        return _training_arguments(self.source, {**self.training, **changes})
-
-    def subset(self, names: list[str]) -> Recipe:
-        """The same recipe restricted to some tasks (single-task runs of a transfer report). Per-task static weights
-        are kept for the tasks that remain."""
-        training = dict(self.training)
-        kwargs = training.get("weighting_kwargs")
-        if isinstance(kwargs, dict) and isinstance(kwargs.get("weights"), dict):
-            training["weighting_kwargs"] = {**kwargs, "weights": {k: v for k, v in kwargs["weights"].items() if k in names}}
-        raw = {**self.raw, "tasks": [t for t in self.raw.get("tasks", []) if isinstance(t, dict) and t.get("name") in names],
-               "training": training}
-        return dataclasses.replace(self, tasks=[task for task in self.tasks if task.name in names], training=training, raw=raw)
-
-    def with_settings(self, model: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Recipe:
-        """The same recipe with some `model:` (config) and `training:` values replaced (e.g. a single-task baseline
-        without the multi-task-only options); the values are trusted (no re-validation)."""
-        config_kwargs = {**self.config_kwargs, **(model or {})}
-        training = {**self.training, **(training or {})}
-        raw = {**self.raw, "model": {**self.raw.get("model", {}), **(model or {})}, "training": training}
-        return dataclasses.replace(self, config_kwargs=config_kwargs, training=training, raw=raw)
-
-    def without_training_keys(self, keys: list[str]) -> Recipe:
-        """The same recipe with some `training:` keys back at their defaults."""
-        training = {k: v for k, v in self.training.items() if k not in keys}
-        raw = {**self.raw, "training": {k: v for k, v in self.raw.get("training", {}).items() if k not in keys}}
-        return dataclasses.replace(self, training=training, raw=raw)
-
-    def resolve_path(self, key: str, value: str) -> Path:
-        """Relative data paths are relative to the recipe's folder, except those given with `--override`, which
-        are relative to the current directory (where the user typed them)."""
-        path = Path(value).expanduser()
-        if path.is_absolute():
-            return path
-        return (Path.cwd() if key in self.override_keys else self.base_dir) / path
-
-    def card_text(self) -> str:
-        """The recipe as written plus its overrides, with secret-named values blanked (for model cards)."""
-        lines = [self.text.rstrip()]
-        for override in self.overrides:
-            key, _, _ = override.partition("=")
-            lines.append(f"# --override {key}=<redacted>" if _SECRET.search(key) else f"# --override {override}")
-        return "\n".join(lines)
-
-    def resolved_dict(self) -> dict[str, Any]:
-        """The effective recipe (after overrides and expansion) without secrets: what `recipe.yaml` saves."""
-        return drop_secrets(self.raw)
 
 
 def find_recipe(name: str | os.PathLike) -> Path:
@@ -305,157 +221,3 @@ def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -
         defaults["weighting"] = "static"
     return defaults
 
-
-def _check_backbone(source: str, backbone: str) -> None:
-    """A backbone written as a local path must exist: otherwise transformers reads it as a Hub id and answers with
-    "repo id must be in the form ...", which names neither the cause nor the fix."""
-    if backbone in ("minilm", "tiny"):
-        return
-    path = Path(backbone).expanduser()
-    looks_local = backbone.startswith(("/", "./", "../", "~", ".\\")) or backbone.count("/") > 1 or "\\" in backbone
-    if looks_local and not path.exists():
-        raise RecipeError(source, "model.backbone", f"no folder {backbone!r} (relative paths start from the current "
-                          "directory): give a saved model folder, a Hub id such as 'bert-base-uncased' or "
-                          "'org/name', or 'minilm' (offline default).")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise RecipeError(source, "model.backbone", f"{backbone!r} is a folder without config.json: point at the "
-                          "folder that `save_pretrained` wrote.")
-
-
-def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
-    if not isinstance(entry, dict):
-        raise RecipeError(source, f"tasks.{index}", f"a task is a mapping with name, type and data; got {entry!r}.")
-    key = f"tasks.{entry.get('name', index)}"
-    for name in entry:
-        if name not in TASK_KEYS:
-            raise RecipeError(source, f"{key}.{name}", _unknown("task key", name, TASK_KEYS))
-    for name in ("name", "type", "data"):
-        if entry.get(name) is None:
-            raise RecipeError(source, f"{key}.{name}", "is required (every task has a name, a type and its data).")
-    if entry["type"] not in HEADS:
-        raise RecipeError(source, f"{key}.type", HEADS.unknown_message(entry["type"]))
-    labels = entry.get("labels")
-    if labels is not None and (not isinstance(labels, list) or not labels):
-        raise RecipeError(source, f"{key}.labels", f"must be a list of label names, got {labels!r}.")
-    if labels is not None:
-        labels = [str(label) for label in labels]  # YAML reads `yes` / `1` as bool / int
-    text_columns = entry.get("text_columns")
-    if isinstance(text_columns, str):
-        text_columns = [text_columns]
-    task = TaskEntry(
-        name=str(entry["name"]),
-        type=entry["type"],
-        data=_check_data(source, f"{key}.data", entry["data"]),
-        labels=labels,
-        text_columns=text_columns,
-        label_column=entry.get("label_column"),
-        metric=entry.get("metric"),
-        pooling=entry.get("pooling"),
-        input_group=None if entry.get("input_group") is None else str(entry["input_group"]),
-        augment=entry.get("augment"),
-    )
-    try:
-        spec = task.placeholder_spec()
-    except ValueError as error:
-        raise RecipeError(source, key, str(error)) from None
-    try:
-        main_metric(spec)
-    except ValueError as error:
-        raise RecipeError(source, f"{key}.metric", str(error)) from None
-    if task.augment is not None:
-        try:
-            config = AugmentationConfig.from_dict(task.augment)
-            resolve_methods(spec, config.methods)
-        except ValueError as error:
-            raise RecipeError(source, f"{key}.augment", str(error)) from None
-    return task
-
-
-def _check_data(source: str, key: str, data: Any) -> dict:
-    if isinstance(data, str):  # shorthand: a Hub id or one training file
-        data = {"train": data} if Path(data).suffix.lower() in (".json", ".jsonl", ".csv", ".tsv", ".parquet") else {"hub": data}
-    if not isinstance(data, dict):
-        raise RecipeError(source, key, f"must be a mapping (hub: <id>, or train: <file>, or generated: <task>), got {data!r}.")
-    for name in data:
-        if name not in DATA_KEYS:
-            raise RecipeError(source, f"{key}.{name}", _unknown("data key", name, DATA_KEYS))
-    kinds = [kind for kind in ("hub", "generated") if data.get(kind) is not None]
-    if len(kinds) > 1:
-        raise RecipeError(source, key, "give either `hub` (a Hub dataset) or `generated` (demo data), not both.")
-    if "generated" in kinds:
-        if data["generated"] not in GENERATED_TASKS:
-            raise RecipeError(source, f"{key}.generated", _unknown("generated task", data["generated"], list(GENERATED_TASKS)))
-        extra = [name for name in data if name != "generated"]
-        if extra:
-            raise RecipeError(source, f"{key}.{extra[0]}", "generated data has its own splits; drop this key.")
-    elif not kinds and data.get("train") is None:
-        raise RecipeError(source, f"{key}.train", "is required: a training file (json, jsonl, csv, tsv or parquet), "
-                          "or set `hub: <dataset id>` or `generated: <demo task>`.")
-    if data.get("format") is not None and data["format"] not in ("json", "csv", "parquet"):
-        raise RecipeError(source, f"{key}.format", _unknown("format", data["format"], ["json", "csv", "parquet"]))
-    return dict(data)
-
-
-def _parse(source: str, section: str, cls, values: dict):
-    values = _coerce(source, section, cls, values)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
-    for name in values:
-        if name not in known:
-            raise RecipeError(source, f"{section}.{name}", _unknown(f"{section} key", name, known))
-    try:
-        (parsed,) = HfArgumentParser(cls).parse_dict(values, allow_extra_keys=False)
-    except (ValueError, TypeError) as error:
-        named = re.match(r"`(\w+)`", str(error))  # our checks start with the field's name: point at its key
-        key = f"{section}.{named.group(1)}" if named and named.group(1) in known else section
-        raise RecipeError(source, key, str(error)) from None
-    return parsed
-
-
-def _training_arguments(source: str, values: dict) -> MultiTaskTrainingArguments:
-    return _parse(source, "training", MultiTaskTrainingArguments, values)
-
-
-def _coerce(source: str, section: str, cls, values: dict) -> dict:
-    """YAML reads `1e-4` (no dot) as a string: turn strings into the field's number / bool type, or fail clearly."""
-    hints = typing.get_type_hints(cls)
-    result = dict(values)
-    for name, value in values.items():
-        if name not in hints:
-            continue
-        hint = hints[name]
-        options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-        textual = str in options or any(isinstance(o, type) and issubclass(o, enum.Enum) for o in options)
-        if name == "resume_from_checkpoint" and isinstance(value, bool):
-            # `true`: the newest complete checkpoint in output_dir (what `trainer.train(resume_from_checkpoint=True)`
-            # does); `false`: start afresh. Trainer's field is a string, so YAML's booleans are kept as such here.
-            result[name] = True if value else None
-            continue
-        if isinstance(value, bool) and bool not in options and textual:
-            # YAML 1.1 reads a bare `no` as false: `eval_strategy: no` means the strategy "no".
-            result[name] = "no" if value is False else "yes"
-            continue
-        if not isinstance(value, str) or str in options:
-            continue
-        for kind in (int, float):
-            if kind in options:
-                try:
-                    result[name] = kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
-                    break
-                except ValueError:
-                    continue
-        else:
-            if bool in options and value.lower() in ("true", "false"):
-                result[name] = value.lower() == "true"
-            elif int in options or float in options or bool in options:
-                kind = "a number" if bool not in options else "true or false"
-                raise RecipeError(source, f"{section}.{name}", f"expected {kind}, got {value!r}.")
-    return result
-
-
-def _unknown(kind: str, value: Any, choices) -> str:
-    message = f"unknown {kind} {value!r}."
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    if close:
-        message += f" Did you mean {close[0]!r}?"
-    shown = list(choices)
-    return message + (f" Known: {', '.join(map(str, shown))}." if len(shown) <= 30 else " See the class's documentation.")
