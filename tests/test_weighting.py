@@ -301,6 +301,41 @@ def test_rep_norm_with_one_task_is_static_and_refuses_a_missing_representation()
     assert isinstance(strategy, RepresentationNormWeighting) and strategy.state_dict() == {}
 
 
+def _rep_norm_rank(rank, port, results):
+    import datetime
+
+    import torch.distributed as dist
+
+    # A process left alone in the all-reduce fails after 30 s instead of hanging the test run.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        torch.manual_seed(0)
+        model, strategy = ToyMultiTask(), build_weighting("rep_norm", TASKS)
+        if rank == 0:
+            x, targets = toy_batch(0)
+            strategy.combine(model(x, targets), representation=model.hidden)
+        else:  # every task of this process's micro-batch was non-finite
+            strategy.skip_micro_batch()
+        results[rank] = strategy.weights()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rep_norm_a_process_without_finite_losses_still_joins_the_all_reduce():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_rep_norm_rank, args=(port, results), nprocs=2, join=True)
+    assert set(results.keys()) == {0, 1}, "neither process hangs"
+    assert results[0]["b"] < 1, "rank 0 weighs its tasks with the norms it measured"
+
+
 def test_uncertainty_learns_inverse_noise_variances():
     """Two regression tasks with noise σ=1 and σ=3: exp(-s_i) must approach 1/σ_i², so their ratio approaches 9."""
     generator = torch.Generator().manual_seed(0)

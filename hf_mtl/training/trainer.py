@@ -206,6 +206,8 @@ class MultiTaskTrainer(Trainer):
                 loss = self.weighting.combine(self._scaled(task_losses))
         else:  # every task of the micro-batch is non-finite: contribute nothing (the step is skipped anyway)
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            if self.weighting.needs_representation:
+                self.weighting.skip_micro_batch(self.args.device)  # still enters the collective the other processes enter
         auxiliary = self._auxiliary_loss(auxiliary_losses)
         if auxiliary is not None:
             loss = loss + auxiliary

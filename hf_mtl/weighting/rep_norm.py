@@ -14,6 +14,10 @@ from .base import WEIGHTINGS, LossWeighting
 MODES = ("cap", "equal")
 
 
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 @WEIGHTINGS.register("rep_norm")
 class RepresentationNormWeighting(LossWeighting):
     r"""Rescale each task's gradient *where it enters the shared encoder* (h, the hidden states the heads read) so that
@@ -72,6 +76,12 @@ no task's exceeds the typical task's; the heads keep their own, unscaled gradien
     def weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.last_weight.tolist()))
 
+    def skip_micro_batch(self, device: torch.device | str = "cpu") -> None:
+        """A micro-batch without a finite task loss on this process: contribute zero norms to the all-reduce the
+        other processes enter in `combine`, so none of them waits forever."""
+        if _is_distributed():
+            dist.all_reduce(torch.zeros(len(self.task_names), device=device))
+
     def combine(self, task_losses: dict[str, torch.Tensor], representation: torch.Tensor | None = None) -> torch.Tensor:
         self._check_tasks(task_losses)
         names, index = present_tasks(self.task_names, task_losses)
@@ -89,7 +99,7 @@ no task's exceeds the typical task's; the heads keep their own, unscaled gradien
             if grad is not None:
                 grads[i] = grad.detach()
                 squared[i] = grads[i].float().pow(2).sum()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if _is_distributed():
             dist.all_reduce(squared)  # the same tasks' norms everywhere: every process uses the same weights
         norms = squared.sqrt()
         measured = norms > self.eps  # tasks present on any process (the same set everywhere)
