@@ -215,7 +215,7 @@ def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -
     """`RECIPE_TRAINING_DEFAULTS` for these tasks and the recipe's own `training` keys: one task per step when a task
     cannot share a batch, and `rep_norm` only with mixed batches (with one task per step it would equal `static`)."""
     defaults = dict(RECIPE_TRAINING_DEFAULTS)
-    if not all(HEADS.get(task.type).mixable for task in tasks if task.type in HEADS):
+    if not all(HEADS.get(task.type).mixable for task in tasks):  # types are checked when the tasks are parsed
         defaults["batching"] = "per_task"
     if training.get("batching", defaults["batching"]) != "mixed":
         defaults["weighting"] = "static"

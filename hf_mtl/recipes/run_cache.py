@@ -89,7 +89,7 @@ def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = Tru
     resolved = dict(recipe.resolved_dict())
     resolved.pop("description", None)
     written = dict(resolved.get("training") or {})
-    for key, value in getattr(recipe, "training", {}).items():
+    for key, value in recipe.training.items():
         if key in RECIPE_TRAINING_DEFAULTS and key not in written and value != _FIRST_RECORDED_DEFAULTS.get(key):
             written[key] = value  # a recipe default of today that changes the run: hashed as if written
     resolved["training"] = {k: v for k, v in written.items() if k not in _NOT_RESULTS}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from ..utils.distributed import is_distributed
+
 
 class TaskLossTracker:
     def __init__(self, task_names: list[str], auxiliary_names: tuple[str, ...] = ("adversarial", "orthogonality")):
@@ -34,7 +36,7 @@ class TaskLossTracker:
 
     @staticmethod
     def _reduce(table: torch.Tensor, device) -> torch.Tensor:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if is_distributed():
             table = table.to(device=device, dtype=torch.float64 if device.type != "mps" else torch.float32)
             dist.all_reduce(table)
             return table.cpu().double()

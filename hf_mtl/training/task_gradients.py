@@ -17,15 +17,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..utils.distributed import is_distributed
 from ..weighting import GradientWeighting
 
 
 def _flatten(grads: list[torch.Tensor | None], params: list[nn.Parameter]) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
-
-
-def _is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _mean_over_rows(stacked: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -83,7 +80,7 @@ class TaskGradientAccumulator:
         per_task_specific = {n: self.specific[n] / self.rows[n] for n in present}
         losses = {n: self.loss[n] / self.rows[n] for n in present}
         auxiliary = self.auxiliary
-        if _is_distributed():
+        if is_distributed():
             device = params[0].device if params else torch.device("cpu")
             mask = torch.tensor([self.rows.get(name, 0.0) for name in task_names], device=device)
             size_shared, size_specific = sum(p.numel() for p in shared), sum(p.numel() for p in specific)

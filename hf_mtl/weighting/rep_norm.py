@@ -7,15 +7,12 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from ..utils.distributed import is_distributed
 from ._utils import check_number, present_tasks, stack_losses
 from .base import WEIGHTINGS, LossWeighting
 
 
 MODES = ("cap", "equal")
-
-
-def _is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @WEIGHTINGS.register("rep_norm")
@@ -79,7 +76,7 @@ no task's exceeds the typical task's; the heads keep their own, unscaled gradien
     def skip_micro_batch(self, device: torch.device | str = "cpu") -> None:
         """A micro-batch without a finite task loss on this process: contribute zero norms to the all-reduce the
         other processes enter in `combine`, so none of them waits forever."""
-        if _is_distributed():
+        if is_distributed():
             dist.all_reduce(torch.zeros(len(self.task_names), device=device))
 
     def combine(self, task_losses: dict[str, torch.Tensor], representation: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,7 +96,7 @@ no task's exceeds the typical task's; the heads keep their own, unscaled gradien
             if grad is not None:
                 grads[i] = grad.detach()
                 squared[i] = grads[i].float().pow(2).sum()
-        if _is_distributed():
+        if is_distributed():
             dist.all_reduce(squared)  # the same tasks' norms everywhere: every process uses the same weights
         norms = squared.sqrt()
         measured = norms > self.eps  # tasks present on any process (the same set everywhere)

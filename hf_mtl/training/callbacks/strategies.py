@@ -11,6 +11,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback
 from transformers.utils import logging
 
+from ...utils.distributed import is_distributed
 from ..non_finite import NonFiniteLossError, gradients_are_finite, non_finite_message
 
 
@@ -19,10 +20,6 @@ if TYPE_CHECKING:
 
 
 logger = logging.get_logger(__name__)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class MultiTaskCallback(TrainerCallback):
@@ -54,7 +51,7 @@ class MultiTaskCallback(TrainerCallback):
         check_gradients = not bad_loss and trainer.accelerator.scaler is None
         bad_gradient = check_gradients and not gradients_are_finite(parameters)
         flag = torch.tensor([float(bad_loss), float(bad_gradient)], device=args.device)
-        if _distributed():
+        if is_distributed():
             dist.all_reduce(flag)  # every process skips (or stops at) the same step
         if not bool(flag.any()):
             tracker.step_skipped = False
