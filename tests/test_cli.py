@@ -54,6 +54,17 @@ def test_user_errors_are_one_clean_line(capsys):
     assert code == 2 and "is not a saved model directory" in err
 
 
+def test_transfer_refuses_an_evaluation_label_the_training_data_never_shows(trained, tmp_path, capsys):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}])
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", [{"text": "fine", "label": "pos"}, {"text": "so-so", "label": "meh"}])
+    code, _, err = run_cli(["transfer", str(trained), "--new-task", "review", "--data", str(train), "--eval-data", str(evaluation),
+                            "--output-dir", str(tmp_path / "out"), "--max-steps", "1"], capsys)
+    last = err.strip().splitlines()[-1]  # above it: datasets' loading bars
+    assert code == 2 and last.startswith("hf-mtl: error: Task 'review': --eval-data ") and "Traceback" not in err
+    assert "eval.jsonl, row 2: label 'meh' is one the training data never shows" in last and "--labels" in last
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
 def test_predict_mixed_tasks_from_arguments(trained, capsys):
     code, out, _ = run_cli(["predict", str(trained), "-t", "sentiment", "-t", "entities", "-t", "topics", "-t", "rating",
                             "Bob flew to Oslo", "the film was not good"], capsys)

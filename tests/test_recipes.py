@@ -120,12 +120,13 @@ def test_config_fields_reach_the_model(tmp_path):
     assert config.adversarial and config.pooling == "cls" and result.trainer.model.discriminator is not None
 
 
-def test_labels_are_inferred_from_all_splits_and_csv_text_is_normalised(tmp_path):
+def test_labels_are_inferred_and_csv_text_is_normalised(tmp_path):
     rows = [{"text": "a b", "label": "zeta"}, {"text": "c d", "label": "alpha"}] * 3
     train = write_csv(tmp_path / "train.csv", rows)
     valid = write_csv(tmp_path / "valid.csv", rows + [{"text": "e f", "label": "mid"}])
     path = write_recipe(tmp_path, {"model": {"backbone": "tiny"}, "tasks": [
-        {"name": "t", "type": "sequence_classification", "data": {"train": train.name, "validation": valid.name}},
+        {"name": "t", "type": "sequence_classification", "labels_from": "all_splits",
+         "data": {"train": train.name, "validation": valid.name}},
         {"name": "tags", "type": "token_classification", "text_columns": ["text"], "label_column": "tags",
          "data": {"train": write_csv(tmp_path / "tags.csv", [{"text": "Bob ran", "tags": "B-PER O"}] * 3).name}},
     ]})
@@ -229,7 +230,48 @@ def test_label_outside_the_label_set(tmp_path):
     path = sst_recipe(tmp_path, rows=rows, labels=["negative", "positive"])
     with pytest.raises(RecipeError) as excinfo:
         load_recipe_data(load_recipe(path))
-    one_line_error(excinfo, str(path), "tasks.sst2.labels", "train.jsonl", "row 1", "'neutral' is not in the label set")
+    one_line_error(excinfo, str(path), "tasks.sst2.labels", "train.jsonl", "row 2", "'neutral' is not in the label set")
+
+
+def _train_and_validation(folder, validation_rows, **task):
+    """An SST-2-style task whose validation file differs from its training file."""
+    path = sst_recipe(folder, **task)
+    validation = write_jsonl(folder / "validation.jsonl", validation_rows)
+    return load_recipe(path, [f"tasks.sst2.data.validation={validation}"]), path
+
+
+def test_labels_are_read_off_the_training_split(tmp_path):
+    good = [{"text": "fine", "label": "positive"}, {"text": "poor", "label": "negative"}]
+    recipe, _ = _train_and_validation(tmp_path, good)
+    assert load_recipe_data(recipe)["sst2"].spec.labels == ["negative", "positive"]
+    # A label only validation shows is refused, naming the file, the 1-based row, the value and both fixes.
+    recipe, path = _train_and_validation(tmp_path, good + [{"text": "so-so", "label": "neutral"}])
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe_data(recipe)
+    one_line_error(excinfo, str(path), "tasks.sst2.labels", "validation.jsonl", "validation split), row 3",
+                   "'neutral' is not in the label set ['negative', 'positive']", "labels_from: all_splits")
+    # A trailing space is named as such.
+    recipe, _ = _train_and_validation(tmp_path, [{"text": "fine", "label": "positive "}])
+    with pytest.raises(RecipeError, match=r"row 1: label 'positive ' .* differs from 'positive' only by white space"):
+        load_recipe_data(recipe)
+
+
+def test_labels_from_all_splits_keeps_a_validation_only_label(tmp_path):
+    recipe, _ = _train_and_validation(tmp_path, [{"text": "so-so", "label": "neutral"}], labels_from="all_splits")
+    assert load_recipe_data(recipe)["sst2"].spec.labels == ["negative", "neutral", "positive"]
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(sst_recipe(tmp_path, labels_from="validation"))
+    one_line_error(excinfo, "tasks.sst2.labels_from", "unknown labels_from 'validation'", "train, all_splits")
+
+
+def test_labels_from_is_not_part_of_a_run_fingerprint(tmp_path):
+    """Whenever the training-split rule succeeds both rules give the same labels, so runs recorded under either
+    (and before the key existed) stay reusable."""
+    from hf_mtl.recipes.run_cache import run_fingerprint
+
+    plain = run_fingerprint(load_recipe(sst_recipe(tmp_path)), {"seed": 1})
+    assert run_fingerprint(load_recipe(sst_recipe(tmp_path, labels_from="all_splits")), {"seed": 1}) == plain
+    assert run_fingerprint(load_recipe(sst_recipe(tmp_path, labels=["negative", "positive"])), {"seed": 1}) != plain
 
 
 def test_errors_come_before_any_training(tmp_path):

@@ -279,7 +279,7 @@ def test_bad_inputs_fail_before_training(tmp_path, tokenizer, data):
     with pytest.raises(DataError, match="Task 'rating': the train split is empty"):
         MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "rating": train["rating"].select([])}, processing_class=tokenizer)
     bad_label = Dataset.from_list([{"text": "fine", "label": "neutral"}])
-    with pytest.raises(LabelError, match=r"row 0: label 'neutral' is not in the label set \['negative', 'positive'\]"):
+    with pytest.raises(LabelError, match=r"row 1: label 'neutral' is not in the label set \['negative', 'positive'\]"):
         MultiTaskTrainer(model=make_model(), args=args, train_dataset={**train, "sentiment": bad_label}, processing_class=tokenizer)
     with pytest.raises(TypeError, match=r"must be a dict \{task_name: datasets.Dataset or DatasetDict\}"):
         MultiTaskTrainer(model=make_model(), args=args, train_dataset=train["sentiment"], processing_class=tokenizer)

@@ -69,46 +69,48 @@ def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Seq
             value = int(value)
         if isinstance(value, str):
             if value not in label2id:
+                near = [name for name in names if name.strip() == value.strip()]
+                hint = f" It differs from {near[0]!r} only by white space." if near else ""
                 raise LabelError(
-                    f"Task {task.name!r} ({split} split), row {row}: label {value!r} is not in the label set {names}. "
-                    "Add it to the task's `labels` or fix the data."
+                    f"Task {task.name!r} ({split} split), row {row + 1}: label {value!r} is not in the label set {names}."
+                    f"{hint} Add it to the task's `labels` or fix the data."
                 )
             return label2id[value]
         if isinstance(value, (int,)) or (isinstance(value, float) and float(value).is_integer()):
             value = int(value)
             if not 0 <= value < len(names):
                 raise LabelError(
-                    f"Task {task.name!r} ({split} split), row {row}: label id {value} is out of range for "
+                    f"Task {task.name!r} ({split} split), row {row + 1}: label id {value} is out of range for "
                     f"{len(names)} labels {names}."
                 )
             return value
         raise LabelError(
-            f"Task {task.name!r} ({split} split), row {row}: label {value!r} ({type(value).__name__}) is neither a "
+            f"Task {task.name!r} ({split} split), row {row + 1}: label {value!r} ({type(value).__name__}) is neither a "
             f"label name nor an integer id."
         )
 
     encoded = []
     for row, value in enumerate(values):
         if value is None:
-            raise LabelError(f"Task {task.name!r} ({split} split), row {row}: the label is missing (None).")
+            raise LabelError(f"Task {task.name!r} ({split} split), row {row + 1}: the label is missing (None).")
         if task.type in ("sequence_classification",):
             encoded.append(class_id(value, row))
         elif task.type == "multiple_choice":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: the answer must be a choice index, got {value!r}.")
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row + 1}: the answer must be a choice index, got {value!r}.")
             encoded.append(value)
         elif task.type == "regression":
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: regression target {value!r} is not a number.") from None
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row + 1}: regression target {value!r} is not a number.") from None
             if not math.isfinite(number):
-                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: regression target {value!r} is not finite.")
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row + 1}: regression target {value!r} is not finite.")
             encoded.append(number)
         elif task.type == "multi_label_classification":
             if isinstance(value, str) or not isinstance(value, Sequence):
                 raise LabelError(
-                    f"Task {task.name!r} ({split} split), row {row}: multi-label targets are a list of label names "
+                    f"Task {task.name!r} ({split} split), row {row + 1}: multi-label targets are a list of label names "
                     f"(or a multi-hot list of {len(names)} values), got {value!r}."
                 )
             if len(value) and all(isinstance(v, str) for v in value):
@@ -122,15 +124,15 @@ def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Seq
                 encoded.append([0.0] * len(names))
             else:
                 raise LabelError(
-                    f"Task {task.name!r} ({split} split), row {row}: {value!r} is neither a list of label names from "
+                    f"Task {task.name!r} ({split} split), row {row + 1}: {value!r} is neither a list of label names from "
                     f"{names} nor a multi-hot list of length {len(names)}."
                 )
         elif task.type == "token_classification":
             if isinstance(value, str) or not isinstance(value, Sequence):
-                raise LabelError(f"Task {task.name!r} ({split} split), row {row}: tags must be a list, got {value!r}.")
+                raise LabelError(f"Task {task.name!r} ({split} split), row {row + 1}: tags must be a list, got {value!r}.")
             if tokens is not None and len(value) != len(tokens[row]):
                 raise LabelError(
-                    f"Task {task.name!r} ({split} split), row {row}: {len(tokens[row])} tokens but {len(value)} tags; "
+                    f"Task {task.name!r} ({split} split), row {row + 1}: {len(tokens[row])} tokens but {len(value)} tags; "
                     "every word needs exactly one tag."
                 )
             encoded.append([class_id(tag, row) for tag in value])
@@ -180,7 +182,7 @@ def preprocess_task(
         for row, sentence in enumerate(words):
             if isinstance(sentence, str) or not isinstance(sentence, Sequence):
                 raise DataError(
-                    f"Task {task.name!r} ({split} split), row {row}: column {columns[0]!r} must hold a list of words, "
+                    f"Task {task.name!r} ({split} split), row {row + 1}: column {columns[0]!r} must hold a list of words, "
                     f"got {type(sentence).__name__}."
                 )
     labels = encode_labels(dataset[label_column(task)], task, split, tokens=words if task.type == "token_classification" else None) if need_labels else None
@@ -230,7 +232,7 @@ def _text_values(values: list, task: TaskSpec, split: str, column: str, rows: li
             value = " ".join(value)
         if not isinstance(value, str):
             raise DataError(
-                f"Task {task.name!r} ({split} split), row {row}: column {column!r} must hold text, got {value!r}."
+                f"Task {task.name!r} ({split} split), row {row + 1}: column {column!r} must hold text, got {value!r}."
             )
         texts.append(value)
     return texts

@@ -69,7 +69,11 @@ class DataArguments:
 # they are local files (a path, a list of paths or a glob) in json, jsonl, csv, tsv or parquet.
 DATA_KEYS = ("hub", "config", "revision", "generated", "train", "validation", "test", "format")
 DATA_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-TASK_KEYS = ("name", "type", "labels", "data", "text_columns", "label_column", "metric", "pooling", "input_group", "augment")
+TASK_KEYS = ("name", "type", "labels", "labels_from", "data", "text_columns", "label_column", "metric", "pooling",
+             "input_group", "augment")
+# Where labels are read off the data when a task lists none: the training split (a label seen only in validation
+# would be a class with no training row), or every loaded split (knowingly, e.g. ATIS's public splits).
+LABELS_FROM = ("train", "all_splits")
 
 
 @dataclass
@@ -87,6 +91,7 @@ class TaskEntry:
     pooling: str | None = None
     input_group: str | None = None
     augment: dict[str, Any] | None = None
+    labels_from: str = "train"
 
     def spec(self, labels: list[str] | None = None) -> TaskSpec:
         """The `TaskSpec`, with `labels` (inferred from the data) when the recipe gave none."""

@@ -8,8 +8,11 @@ Normalisation (so the trainer never sees a source's quirks):
   joined with spaces.
 
 Label inference, when a task gives no `labels`: the names of a `ClassLabel` feature if the data has one; otherwise
-the distinct values over all loaded splits of the task, sorted (for tags, `O` first); integer labels without names
-become `"0" .. "<max>"`. Regression and multiple choice need no labels.
+the distinct values of the training split, sorted (for tags, `O` first); integer labels without names become
+`"0" .. "<max>"`. A validation or test label outside that set is an error naming the file, the row and the value, not
+a class without a training row. `labels_from: all_splits` reads the values of every loaded split instead (when a
+benchmark's public splits are known to differ, e.g. ATIS). Whenever the training-split rule succeeds, both rules give
+the same labels. Regression and multiple choice need no labels.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def load_task_data(recipe: Recipe, task: TaskEntry, splits=("train", "validation
         raw[split] = normalise(dataset, base)
         check_columns(recipe, key, base, raw[split], sources[split])
     if spec is None:
-        labels = task.labels if task.labels is not None or task.type in NO_LABELS else infer_labels(recipe, key, task, raw)
+        labeled = {"train": raw["train"]} if task.labels_from == "train" and "train" in raw else raw
+        labels = task.labels if task.labels is not None or task.type in NO_LABELS else infer_labels(recipe, key, task, labeled)
         spec = task.spec(labels=labels)
     for split, dataset in raw.items():
         check_labels(recipe, key, spec, dataset, sources[split], split, given=given)
@@ -290,8 +294,13 @@ def check_labels(recipe: Recipe | None, key: str, spec: TaskSpec, dataset: Datas
     try:
         encode_labels(dataset[label_column(spec)], spec, split, tokens=words)
     except ValueError as error:
-        target = f"{key}.labels" if given else f"{key}.label_column"
-        raise _error(recipe, target, f"{source}: {error}") from None
+        message, target = f"{source}: {error}", f"{key}.labels" if given else f"{key}.label_column"
+        if not given and split != "train" and "is not in the label set" in message:
+            target = f"{key}.labels"
+            message = message.replace(" Add it to the task's `labels` or fix the data.", "") + (
+                " The labels were read off the training split: fix the row, or keep the label as a class without "
+                "training rows by listing every label under `labels` or setting `labels_from: all_splits`.")
+        raise _error(recipe, target, message) from None
 
 
 def _describe(recipe: Recipe, task: TaskEntry, raw: dict[str, Dataset]) -> str:

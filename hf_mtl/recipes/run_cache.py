@@ -93,6 +93,10 @@ def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = Tru
         if key in RECIPE_TRAINING_DEFAULTS and key not in written and value != _FIRST_RECORDED_DEFAULTS.get(key):
             written[key] = value  # a recipe default of today that changes the run: hashed as if written
     resolved["training"] = {k: v for k, v in written.items() if k not in _NOT_RESULTS}
+    # `labels_from` is not hashed: whenever reading labels off the training split succeeds, every split's labels are
+    # in it, so both rules give the same label list (and the runs recorded before the key existed read all splits).
+    resolved["tasks"] = [{k: v for k, v in task.items() if k != "labels_from"} if isinstance(task, dict) else task
+                         for task in resolved.get("tasks") or []]
     settings = {key: value for key, value in changes.items() if key not in _NOT_RESULTS}
     payload = {
         "recipe": resolved,

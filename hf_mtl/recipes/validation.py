@@ -24,7 +24,7 @@ from ..data.demo_data import demo_tasks
 from ..evaluation import main_metric
 from ..heads import HEADS
 from ..training.arguments import MultiTaskTrainingArguments
-from .arguments import DATA_KEYS, TASK_KEYS, TaskEntry
+from .arguments import DATA_KEYS, LABELS_FROM, TASK_KEYS, TaskEntry
 from .errors import RecipeError
 
 
@@ -64,6 +64,9 @@ def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
         raise RecipeError(source, f"{key}.labels", f"must be a list of label names, got {labels!r}.")
     if labels is not None:
         labels = [str(label) for label in labels]  # YAML reads `yes` / `1` as bool / int
+    labels_from = entry.get("labels_from", "train")
+    if labels_from not in LABELS_FROM:
+        raise RecipeError(source, f"{key}.labels_from", _unknown("labels_from", labels_from, LABELS_FROM))
     text_columns = entry.get("text_columns")
     if isinstance(text_columns, str):
         text_columns = [text_columns]
@@ -78,6 +81,7 @@ def _parse_task(source: str, index: int, entry: Any) -> TaskEntry:
         pooling=entry.get("pooling"),
         input_group=None if entry.get("input_group") is None else str(entry["input_group"]),
         augment=entry.get("augment"),
+        labels_from=labels_from,
     )
     try:
         spec = task.placeholder_spec()
