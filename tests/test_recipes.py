@@ -158,6 +158,11 @@ def test_environment_variables_and_relative_paths(tmp_path, monkeypatch):
     one_line_error(excinfo, str(path), "tasks.t.data.train", "environment variable MY_DATA is not set")
     body["tasks"][0]["data"]["train"] = "${MY_DATA:-data}/train.jsonl"
     assert load_recipe(write_recipe(tmp_path, body)).tasks[0].data["train"] == "data/train.jsonl"
+    # Paths typed on the command line are relative to the current directory, also inside an overridden mapping.
+    monkeypatch.chdir(tmp_path / "data")
+    for override in ("tasks.t.data.train=train.jsonl", "tasks.t.data={train: train.jsonl}"):
+        recipe = load_recipe(write_recipe(tmp_path, body), [override])
+        assert len(load_recipe_data(recipe)["t"].splits["train"]) == 2, override
 
 
 # ---------------------------------------------------------------------------------------------- bad input

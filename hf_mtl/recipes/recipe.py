@@ -87,7 +87,9 @@ class Recipe:
         path = Path(value).expanduser()
         if path.is_absolute():
             return path
-        return (Path.cwd() if key in self.override_keys else self.base_dir) / path
+        parts = key.split(".")
+        overridden = any(".".join(parts[:end]) in self.override_keys for end in range(1, len(parts) + 1))
+        return (Path.cwd() if overridden else self.base_dir) / path  # `-o tasks.x.data={train: f}` counts too
 
     def card_text(self) -> str:
         """The recipe as written plus its overrides, with secret-named values blanked (for model cards)."""
