@@ -17,9 +17,15 @@ from .configuration_multitask import MultiTaskConfig
 from .heads import HEADS, TaskHead, pool
 from .heads.discriminator import TaskDiscriminator
 from .heads.task_embedding import TaskEmbedding, TaskPrefix, build_task_embedding
+from .hub.push import push_model_to_hub
 from .modeling_outputs import MultiTaskModelOutput  # also importable from here, as before the split (hf_mtl's lazy map)
-from .modeling_routing import resolve_tasks, score_joint_head, score_task_heads, strip_task_prefix
-from .modeling_utils import build_encoder, check_checkpoint_matches, load_backbone_weights
+from .modeling_routing import encoder_rows, resolve_tasks, score_joint_head, score_task_heads, strip_task_prefix
+from .modeling_utils import (
+    build_encoder,
+    check_checkpoint_matches,
+    describe_trainable_parameters,
+    load_backbone_weights,
+)
 from .sharing import SHARING, EncodedBatch, SharingScheme
 from .tasks import TaskSpec, check_unique_names
 from .utils.input_checks import check_model_inputs
@@ -88,7 +94,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.encoder = build_encoder(config.encoder)
         self.sharing.setup(self)
         self.heads = nn.ModuleDict({spec.name: self._build_head(spec) for spec in config.task_specs})
-        self.discriminator = self._build_discriminator(len(config.tasks)) if config.adversarial else None
+        self.discriminator = TaskDiscriminator(
+            config.encoder.hidden_size, max(len(config.tasks), 1), config.get_head_dropout()
+        ) if config.adversarial else None
         self.task_embedding = build_task_embedding(
             config.task_embedding, len(config.tasks), config.encoder.hidden_size, config.task_prefix_length
         )
@@ -116,28 +124,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             pooling=spec.pooling or self.config.pooling,
         )
 
-    def _build_discriminator(self, num_tasks: int) -> TaskDiscriminator:
-        return TaskDiscriminator(self.config.encoder.hidden_size, max(num_tasks, 1), self.config.get_head_dropout())
-
     def _resize_task_rows(self, keep_rows: list[int | None]) -> None:
         """Per-task rows (discriminator outputs, task embeddings) of the surviving tasks, in their new order; new
         tasks (`None`) start fresh."""
         if self.task_embedding is not None:
             self.task_embedding.resize(keep_rows)
-        self._resize_discriminator(keep_rows)
-
-    def _resize_discriminator(self, keep_rows: list[int | None]) -> None:
-        if self.discriminator is None:
-            return
-        old = self.discriminator.classifier
-        new = nn.Linear(old.in_features, max(len(self.config.tasks), 1)).to(old.weight.device, old.weight.dtype)
-        self._init_weights(new)
-        with torch.no_grad():
-            for new_row, old_row in enumerate(keep_rows):
-                if old_row is not None:
-                    new.weight[new_row] = old.weight[old_row]
-                    new.bias[new_row] = old.bias[old_row]
-        self.discriminator.classifier = new
+        if self.discriminator is not None:
+            self.discriminator.resize(keep_rows, self._init_weights)
 
     def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Trainable parameters every task shares (gradient-surgery strategies and task affinity operate on these).
@@ -159,19 +152,18 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
     def print_trainable_parameters(self) -> None:
         """Print trainable parameters per task and in total, as peft's `PeftModel.print_trainable_parameters`."""
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        print(f"sharing={self.config.sharing!r}: trainable params: {trainable:,} || all params: {total:,} || "
-              f"trainable%: {100 * trainable / max(total, 1):.4f}")
-        for task, count in self.task_parameter_counts().items():
-            print(f"  {task}: {count['trainable']:,} trainable ({count['trainable_task_specific']:,} task-specific + "
-                  f"{count['shared_trainable']:,} shared)")
+        print(describe_trainable_parameters(self))
 
     def save_adapter(self, task: str, save_directory: str) -> None:
         """Export one task's LoRA adapter in PEFT format (`sharing="lora"` only); see `LoraSharing.save_adapter`."""
         if not hasattr(self.sharing, "save_adapter"):
             raise ValueError(f"save_adapter exports a LoRA adapter; this model uses sharing={self.config.sharing!r}.")
         self.sharing.save_adapter(self, task, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """`PreTrainedModel.push_to_hub` (same arguments), uploading hf_mtl's model card instead of the generic one;
+        card arguments (`eval_results`, `datasets`, `license`, `language`, ...) go to it (`hf_mtl.hub.push`)."""
+        return push_model_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_backbone(
@@ -311,35 +303,14 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         labels_are_padded = task is None  # mixed-task collators pad every row's labels to a common width
         task_ids, single_task = resolve_tasks(self.config, self.heads, task, task_ids, reference)
         input_shape = reference.shape[:-1] if inputs_embeds is not None else reference.shape
-        encoder_inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": token_type_ids,
-            "position_ids": position_ids,
-            "inputs_embeds": inputs_embeds,
-        }
-        head_input_shape = input_shape
-        if single_task is not None and not self.heads[single_task].mixable:
-            # Multiple choice: [batch, num_choices, seq_len] -> [batch * num_choices, seq_len] for the encoder.
-            if len(input_shape) != 3:
-                raise ValueError(
-                    f"Task {single_task!r} is {self.heads[single_task].task_type!r}: inputs must be "
-                    f"[batch, num_choices, seq_len], got {tuple(input_shape)}."
-                )
-            encoder_inputs = {key: v.flatten(0, 1) if v is not None else None for key, v in encoder_inputs.items()}
-            encoder_task_ids = task_ids.repeat_interleave(input_shape[1])
-        elif len(input_shape) != 2:
-            raise ValueError(f"Expected inputs of shape [batch, seq_len], got {tuple(input_shape)}.")
-        else:
-            encoder_task_ids = task_ids
-        encoder_inputs = {key: value for key, value in encoder_inputs.items() if value is not None}
+        encoder_inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                              position_ids=position_ids, inputs_embeds=inputs_embeds)
+        encoder_inputs, encoder_task_ids = encoder_rows(self.heads, single_task, input_shape, encoder_inputs, task_ids)
         mask = encoder_inputs.get("attention_mask")  # the heads' mask: the input's positions
         if self.task_embedding is not None:
             encoder_inputs = self.task_embedding.condition(self.encoder.get_input_embeddings(), encoder_inputs, encoder_task_ids)
-        if output_hidden_states:
-            encoder_inputs["output_hidden_states"] = True
-        if output_attentions:
-            encoder_inputs["output_attentions"] = True
+        flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        encoder_inputs.update({flag: True for flag, wanted in flags.items() if wanted})
 
         encoded = self.encode(encoder_task_ids, encoder_inputs)
         if isinstance(self.task_embedding, TaskPrefix):  # inserted positions: back to the input's
@@ -352,8 +323,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
         batch_size = input_shape[0]
         task_logits, task_indices, task_losses = score_task_heads(
-            self.config, self.heads, hidden, mask, task_ids, single_task, input_shape, head_input_shape, labels,
-            labels_are_padded,
+            self.config, self.heads, hidden, mask, task_ids, single_task, input_shape, labels, labels_are_padded
         )
 
         for name, padded in (joint_labels or {}).items():

@@ -69,6 +69,23 @@ def resolve_tasks(
     return task_ids, None
 
 
+def encoder_rows(heads: nn.ModuleDict, single_task: str | None, input_shape: torch.Size, encoder_inputs: dict,
+                 task_ids: torch.LongTensor) -> tuple[dict, torch.LongTensor]:
+    """The encoder's inputs (those given) and one task id per encoder row: multiple choice flattens `[batch,
+    num_choices, seq_len]` to `[batch * num_choices, seq_len]`; every other task takes `[batch, seq_len]` as it is."""
+    if single_task is not None and not heads[single_task].mixable:
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Task {single_task!r} is {heads[single_task].task_type!r}: inputs must be "
+                f"[batch, num_choices, seq_len], got {tuple(input_shape)}."
+            )
+        flat = {key: value.flatten(0, 1) for key, value in encoder_inputs.items() if value is not None}
+        return flat, task_ids.repeat_interleave(input_shape[1])
+    if len(input_shape) != 2:
+        raise ValueError(f"Expected inputs of shape [batch, seq_len], got {tuple(input_shape)}.")
+    return {key: value for key, value in encoder_inputs.items() if value is not None}, task_ids
+
+
 def strip_task_prefix(task_prefix: TaskPrefix, encoded: EncodedBatch) -> EncodedBatch:
     """The encoder's outputs without the positions `task_embedding="prefix"` inserted: the heads, their masks and the
     caller's `hidden_states` / `attentions` all count positions of the input."""
@@ -84,8 +101,8 @@ def strip_task_prefix(task_prefix: TaskPrefix, encoded: EncodedBatch) -> Encoded
 
 
 def score_task_heads(
-    config: MultiTaskConfig, heads: nn.ModuleDict, hidden, mask, task_ids, single_task, input_shape, head_input_shape,
-    labels, labels_are_padded
+    config: MultiTaskConfig, heads: nn.ModuleDict, hidden, mask, task_ids, single_task, input_shape, labels,
+    labels_are_padded
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.LongTensor], dict[str, torch.Tensor]]:
     """Each task present in the batch scored by its head on its rows: `task_logits`, `task_indices` (rows into the
     batch) and `task_losses` (when `labels` is given), keyed by task name in task-id order.
@@ -100,7 +117,7 @@ def score_task_heads(
         head = heads[name]
         if single_task is not None:  # the whole batch: no gather needed
             rows = torch.arange(input_shape[0], device=hidden.device)
-            head_hidden, head_mask, row_shape, row_labels = hidden, mask, head_input_shape, labels
+            head_hidden, head_mask, row_shape, row_labels = hidden, mask, input_shape, labels
         else:
             rows = (task_ids == index).nonzero(as_tuple=True)[0]
             head_hidden, head_mask = hidden[rows], (mask[rows] if mask is not None else None)

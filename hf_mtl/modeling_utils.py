@@ -137,3 +137,15 @@ def check_checkpoint_matches(model: PreTrainedModel, info: dict, source, allow_r
 
 def _some(keys: list[str], limit: int = 5) -> str:
     return f"{keys[:limit]}{' ...' if len(keys) > limit else ''}"
+
+
+def describe_trainable_parameters(model) -> str:
+    """Trainable parameters in total and per task (what training each task updates), in peft's wording."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines = [f"sharing={model.config.sharing!r}: trainable params: {trainable:,} || all params: {total:,} || "
+             f"trainable%: {100 * trainable / max(total, 1):.4f}"]
+    for task, count in model.task_parameter_counts().items():
+        lines.append(f"  {task}: {count['trainable']:,} trainable ({count['trainable_task_specific']:,} task-specific + "
+                     f"{count['shared_trainable']:,} shared)")
+    return "\n".join(lines)

@@ -149,27 +149,37 @@ def test_push_to_hub_and_reload_with_auto_model(tmp_path):
 
         assert hub.unhandled == []
         assert_token_only_in_authorization(hub, TOKEN)
-        pushed, uploaded = f"{USER}/mtl-tiny", f"{USER}/mtl-tiny-folder"
+        pushed, uploaded, direct = f"{USER}/mtl-tiny", f"{USER}/mtl-tiny-folder", f"{USER}/mtl-tiny-direct"
         messages = [(c.repo_id, c.summary) for c in hub.commits if c.summary != "initial commit"]
         assert messages == [
             (pushed, "Upload model"),
             (pushed, "Upload tokenizer"),
             (pushed, "Add hf_mtl model card"),
             (uploaded, "Upload hf_mtl model, tokenizer and card"),
+            (direct, "Upload model"),
+            (direct, "Upload tokenizer"),
+            (pushed, "Upload model"),
         ]
         assert not any(TOKEN.encode() in content for commit in hub.commits for content in commit.added.values())
-        for repo_id in (pushed, uploaded):
+        for repo_id in (pushed, uploaded):  # (the direct push has no `training`: checked below)
             files = hub.repos[repo_id].files
             assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(files)
             card = ModelCard(files["README.md"].decode())
             assert read_eval_results(card) == EVAL_RESULTS
             assert f'AutoModel.from_pretrained("{repo_id}")' in card.text and "| hub_token" not in card.text
             assert report[repo_id] == {"single_equal": True, "mixed_equal": True, "eval_results": EVAL_RESULTS}
-        # `model.push_to_hub` first wrote Transformers' default card, without results; ours replaced it.
+        # `model.push_to_hub` writes hf_mtl's card, not Transformers' generic one: without card arguments a card
+        # from the config (tasks, usage with `import hf_mtl`), with them the results too ...
         first_push = next(commit for commit in hub.commits if commit.summary == "Upload model")
-        default_card = ModelCard(first_push.added["README.md"].decode())
-        assert not default_card.data.eval_results and "hf_mtl" not in (default_card.data.tags or [])
-        assert "hf_mtl" in ModelCard(hub.repos[pushed].files["README.md"].decode()).data.tags
+        first_card = ModelCard(first_push.added["README.md"].decode())
+        assert first_card.data.library_name == "hf_mtl" and "hf_mtl" in first_card.data.tags
+        assert "pip install hf_mtl" in first_card.text and not read_eval_results(first_card)
+        direct_card = ModelCard(hub.repos[direct].files["README.md"].decode())
+        assert read_eval_results(direct_card) == EVAL_RESULTS and "| `sst2` | accuracy | 0.8125 |" in direct_card.text
+        assert report[direct]["single_equal"] and report[direct]["mixed_equal"]
+        # ... and a card already on the repo (here the one with results) is kept when the weights are pushed again.
+        assert read_eval_results(ModelCard(hub.repos[pushed].files["README.md"].decode())) == EVAL_RESULTS
+        assert "nlu" in ModelCard(hub.repos[pushed].files["README.md"].decode()).data.tags
 
 
 def _client(args_path: str) -> None:
@@ -207,10 +217,16 @@ def _client(args_path: str) -> None:
         repo_id=folder_id, folder_path=work, commit_message="Upload hf_mtl model, tokenizer and card", token=token
     )
 
+    # 3. model.push_to_hub with card arguments: hf_mtl's card with the results, in the same commit as the weights.
+    direct_id = model.push_to_hub(f"{repo_id}-direct", token=token, license="apache-2.0", **card_kwargs).repo_url.repo_id
+    tokenizer.push_to_hub(direct_id, token=token)
+    # 4. Pushing the weights again keeps the card already there (adding the tags asked for).
+    model.push_to_hub(repo_id, token=token, tags=["nlu"])
+
     report = {}
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     task_ids = torch.tensor([model.config.task_index(name) for name in ("sst2", "ner", "sts")])
-    for hub_id in (repo_id, folder_id):
+    for hub_id in (repo_id, folder_id, direct_id):
         loaded = AutoModel.from_pretrained(hub_id).eval()  # HF_TOKEN from the environment
         hub_batch = AutoTokenizer.from_pretrained(hub_id)(TEXTS, padding=True, return_tensors="pt")
         with torch.no_grad():

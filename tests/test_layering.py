@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # knows the config only through its `SharedConfig` protocol).
     ("sharing", ("hf_mtl.sharing",)),
     ("configuration", ("hf_mtl.configuration_multitask",)),
+    # The card is built from the config alone, so `MultiTaskModel.push_to_hub` can write it.
+    ("hub", ("hf_mtl.hub",)),
     (
         "modeling",
         (
@@ -37,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "hf_mtl.export",
         ),
     ),
-    ("hub, data, weighting, sampling", ("hf_mtl.hub", "hf_mtl.data", "hf_mtl.weighting", "hf_mtl.sampling")),
+    ("data, weighting, sampling", ("hf_mtl.data", "hf_mtl.weighting", "hf_mtl.sampling")),
     ("evaluation", ("hf_mtl.evaluation",)),
     ("training", ("hf_mtl.training",)),
     ("adaptation", ("hf_mtl.adaptation",)),

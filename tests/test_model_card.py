@@ -56,7 +56,8 @@ def test_card_states_tasks_labels_backbone_and_metadata(config):
 
 def test_card_metadata_license_language_tags_split_and_sharing(all_tasks, tmp_path):
     config = MultiTaskConfig(encoder=tiny_bert_config(), tasks=all_tasks, sharing="lora")
-    card = build_model_card(config, license="apache-2.0", language="en", tags=["nlu"], eval_results={"sst2": {"accuracy": 0.5}})
+    card = build_model_card(config, license="apache-2.0", language="en", tags=["nlu"], eval_results={"sst2": {"accuracy": 0.5}},
+                            datasets={"sst2": {"hub": "nyu-mll/glue", "config": "sst2", "split": "validation"}})
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
     assert (loaded.data.license, loaded.data.language) == ("apache-2.0", "en") and "nlu" in loaded.data.tags
@@ -64,27 +65,42 @@ def test_card_metadata_license_language_tags_split_and_sharing(all_tasks, tmp_pa
     assert "one LoRA adapter and one head per task" in loaded.text and "one shared encoder" not in loaded.text
 
 
-def test_eval_results_round_trip_through_model_index(config, tmp_path):
+def test_model_index_names_hub_datasets_and_every_result_round_trips(config, tmp_path):
     results = {"sst2": {"accuracy": 0.875, "f1": 0.8612}, "nli": {"accuracy": 0.61}, "ner": {"seqeval_f1": 0.5}}
-    # sst2 and nli share a Hub dataset and a pipeline type: model-index must still keep them apart.
-    card = build_model_card(
-        config, model_id="me/mtl-tiny", eval_results=results, datasets={"sst2": "nyu-mll/glue", "nli": "nyu-mll/glue"}
-    )
+    long_description = "local files " + ", ".join(f"part-{i:03d}.jsonl" for i in range(30))
+    datasets = {"sst2": {"hub": "nyu-mll/glue", "config": "sst2"}, "nli": {"hub": "nyu-mll/glue", "config": "rte",
+                "split": "validation", "revision": "bcdcba79"}, "ner": long_description}
+    card = build_model_card(config, model_id="me/mtl-tiny", eval_results=results, datasets=datasets)
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
-    assert read_eval_results(loaded) == results
-    flat = {(r.task_name, r.metric_type): r.metric_value for r in loaded.data.eval_results}
-    assert flat == {(t, m): v for t, ms in results.items() for m, v in ms.items()}
-    by_task = {r.task_name: r for r in loaded.data.eval_results}
-    assert by_task["sst2"].dataset_type == "nyu-mll/glue" and by_task["sst2"].dataset_config == "sst2"
-    assert by_task["ner"].task_type == "token-classification"
-    assert loaded.data.to_dict()["model-index"][0]["name"] == "me/mtl-tiny"
-    assert len(loaded.data.to_dict()["model-index"][0]["results"]) == 3
-    assert "| `sst2` | f1 | 0.8612 |" in loaded.text
+    assert read_eval_results(loaded) == results  # every task, also the one on local files
+    # model-index: a Hub dataset's id and configuration, never a task name; local data claims no Hub dataset.
+    entries = loaded.data.to_dict()["model-index"][0]
+    assert entries["name"] == "me/mtl-tiny"
+    datasets_seen = sorted((r["dataset"]["type"], r["dataset"].get("config"), r["dataset"].get("revision"))
+                           for r in entries["results"])
+    assert datasets_seen == [("nyu-mll/glue", "rte", "bcdcba79"), ("nyu-mll/glue", "sst2", None)]
+    flat = {(r.dataset_config, r.metric_name): r.metric_value for r in loaded.data.eval_results}
+    assert flat == {("sst2", "sst2 accuracy"): 0.875, ("sst2", "sst2 f1"): 0.8612, ("rte", "nli accuracy"): 0.61}
+    assert all(r.task_type == "text-classification" and r.dataset_split == "validation" for r in loaded.data.eval_results)
     assert loaded.data.datasets == ["nyu-mll/glue"] and sorted(loaded.data.metrics) == ["accuracy", "f1", "seqeval_f1"]
+    assert "| `sst2` | f1 | 0.8612 |" in loaded.text
+    assert "part-029.jsonl" in loaded.text and "nyu-mll/glue (rte)" in loaded.text  # descriptions are never cut
     # numpy / torch scalars are accepted and stored as plain floats
     card = build_model_card(config, eval_results={"sts": {"pearson": torch.tensor(0.25)}})
-    assert read_eval_results(card) == {"sts": {"pearson": 0.25}}
+    assert read_eval_results(card) == {"sts": {"pearson": 0.25}} and card.data.eval_results is None
+    with pytest.raises(TypeError, match=r"`datasets\['sst2'\]` has unknown key\(s\) \['subset'\]"):
+        build_model_card(config, datasets={"sst2": {"hub": "nyu-mll/glue", "subset": "sst2"}})
+
+
+def test_cards_of_earlier_versions_still_read_back(config, tmp_path):
+    """Before `hf_mtl.eval_results`, the results lived in model-index alone, the task in `dataset.config`."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    data = ModelCardData(model_name="m", eval_results=[EvalResult(
+        task_type="text-classification", dataset_type="sst2", dataset_name="sst2", dataset_config="sst2",
+        metric_type="accuracy", metric_value=0.9)])
+    assert read_eval_results(ModelCard(f"---\n{data.to_yaml()}\n---\n")) == {"sst2": {"accuracy": 0.9}}
 
 
 def test_no_secret_lands_in_the_card(config):
@@ -132,7 +148,8 @@ def test_generated_data_is_stated_and_hub_datasets_are_linked(config):
     assert "| `nli` | local files: data/nli/train.jsonl | as described |" in text
     assert "| `ner` | not stated |" in text
     assert card.data.datasets == ["nyu-mll/glue"]  # local files and generated data are no Hub ids
-    assert card.data.eval_results[0].dataset_name.startswith("generated by hf_mtl")
+    assert card.data.eval_results is None  # generated data claims no Hub dataset in model-index
+    assert card.data.hf_mtl["eval_results"] == {"sts": {"pearson": 0.9}}
     real = build_model_card(config, datasets={"sst2": "nyu-mll/glue"}).content
     assert "Generated data" not in real
 
@@ -188,7 +205,7 @@ def test_bad_arguments_name_the_value_and_the_fix(config):
         build_model_card(config, eval_results={"sst2": {"accuracy": "high"}})
     with pytest.raises(TypeError, match="finite number"):
         build_model_card(config, eval_results={"sst2": {"accuracy": float("nan")}})
-    with pytest.raises(TypeError, match="must describe the data"):
+    with pytest.raises(TypeError, match="must be a non-empty description"):
         build_model_card(config, datasets={"sst2": None})
     with pytest.raises(TypeError, match="must be a MultiTaskConfig"):
         build_model_card(tiny_bert_config())

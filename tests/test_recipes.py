@@ -3,9 +3,11 @@ import json
 import pytest
 import torch
 
+from hf_mtl import MultiTaskConfig
 from hf_mtl.recipes import RecipeError, load_recipe, load_recipe_data, train_recipe
 from hf_mtl.recipes.arguments import config_fields
 
+from .conftest import tiny_bert_config
 from .recipe_helpers import (
     RECIPES,
     TINY,
@@ -136,6 +138,24 @@ def test_labels_are_inferred_and_csv_text_is_normalised(tmp_path):
     assert data["tags"].spec.labels == ["O", "B-PER"]  # "O" first
     assert data["tags"].splits["train"][0]["text"] == ["Bob", "ran"]  # whitespace-split words and tags
     assert data["t"].description.startswith("local files train.csv, valid.csv")
+
+
+def test_a_hub_task_names_its_dataset_config_and_split_for_the_card(tmp_path, monkeypatch):
+    from datasets import Dataset
+
+    from hf_mtl.hub.model_card import build_model_card
+
+    rows = [{"sentence": "good", "label": "positive"}, {"sentence": "bad", "label": "negative"}]
+    monkeypatch.setattr("hf_mtl.recipes.data.load_dataset", lambda *args, **kwargs: Dataset.from_list(rows))
+    entry = {"name": "sst2", "type": "sequence_classification", "text_columns": ["sentence"],
+             "data": {"hub": "nyu-mll/glue", "config": "sst2", "validation": "validation_matched"}}
+    recipe = load_recipe(write_recipe(tmp_path, {"model": {"backbone": "tiny"}, "tasks": [entry]}))
+    data = load_recipe_data(recipe)["sst2"]
+    assert data.card_dataset == {"hub": "nyu-mll/glue", "config": "sst2", "split": "validation_matched"}
+    config = MultiTaskConfig(encoder=tiny_bert_config(), tasks=[data.spec])
+    card = build_model_card(config, eval_results={"sst2": {"accuracy": 0.75}}, datasets={"sst2": data.card_dataset})
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == ("nyu-mll/glue", "sst2", "validation_matched")
 
 
 def test_augmentation_applies_to_the_training_split_only(tmp_path):

@@ -57,3 +57,16 @@ class TaskDiscriminator(nn.Module):
 
     def loss(self, pooled_shared: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(self(pooled_shared), task_ids)
+
+    def resize(self, keep_rows: list[int | None], init_weights) -> None:
+        """One output per task of `keep_rows` (old row indices in the new order; `None` = a new task, initialised by
+        `init_weights`), after tasks were added or removed."""
+        old = self.classifier
+        new = nn.Linear(old.in_features, max(len(keep_rows), 1)).to(old.weight.device, old.weight.dtype)
+        init_weights(new)
+        with torch.no_grad():
+            for new_row, old_row in enumerate(keep_rows):
+                if old_row is not None:
+                    new.weight[new_row] = old.weight[old_row]
+                    new.bias[new_row] = old.bias[old_row]
+        self.classifier = new

