@@ -123,6 +123,10 @@ class _TaskCollator:
         return {**self.pad(features), "task": self.task}
 
 
+# Arms `mtl_<variant>` of a weighting with other options than its defaults.
+WEIGHTING_VARIANTS = {"famo_same_batch": ("famo", {"update": "same_batch"})}
+
+
 def build_trainer(context: BenchContext, arm: str, max_steps: int, **overrides) -> Trainer:
     """A fresh trainer of `arm` (see the module docstring) that trains `max_steps` optimizer steps."""
     settings, tokenizer = context.settings, context.tokenizer
@@ -143,7 +147,9 @@ def build_trainer(context: BenchContext, arm: str, max_steps: int, **overrides) 
         specs, model, batching, weighting = context.specs, context.model("mtl_k"), "mixed", arm[len("mtl_"):]
     else:
         raise KeyError(f"Unknown arm {arm!r}.")
-    args = MultiTaskTrainingArguments(**arguments, max_seq_length=settings.seq_len, batching=batching, weighting=weighting)
+    weighting, weighting_kwargs = WEIGHTING_VARIANTS.get(weighting, (weighting, {}))
+    args = MultiTaskTrainingArguments(**arguments, max_seq_length=settings.seq_len, batching=batching, weighting=weighting,
+                                      weighting_kwargs=weighting_kwargs)
     return MultiTaskTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset={spec["name"]: context.datasets[spec["name"]] for spec in specs},

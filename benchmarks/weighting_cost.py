@@ -1,7 +1,8 @@
 """Target 2: step time of each weighting strategy against static weighting, K tasks in mixed batches.
 
 Loss-level strategies (`uncertainty`, `dwa`, `famo`, `rep_norm`) back-propagate once through the encoder, like static
-weighting: goal <= 1.05 (`rep_norm` adds one small backward pass through each head, not through the encoder).
+weighting: goal <= 1.05 (`rep_norm` adds one small backward pass through each head, not through the encoder);
+FAMO with `update="same_batch"` (the paper's) runs the step's batches once more without gradients: goal <= 1.5.
 Gradient-level ones (`gradnorm`, `pcgrad`, `cagrad`) need one backward pass per task present (counted here by a
 gradient hook on the input embeddings, not assumed): goal <= (K + 0.5) x static. Every strategy runs on the same
 K-task model and the same mixed batches (the gradient methods need every task in every step).
@@ -13,7 +14,9 @@ from .arms import run_training
 from .common import interleaved, log, median, paired_ratios, target
 
 
-LOSS_LEVEL = ["uncertainty", "dwa", "famo", "rep_norm"]
+LOSS_LEVEL = ["uncertainty", "dwa", "famo", "famo_same_batch", "rep_norm"]
+# FAMO's paper update runs the step's batches once more without gradients: one extra forward pass.
+LIMITS = {"famo_same_batch": 1.5}
 GRADIENT_LEVEL = ["gradnorm", "pcgrad", "cagrad"]
 
 
@@ -41,7 +44,7 @@ def run(context) -> dict:
         cpu = paired_ratios([record["cpu_time"] for record in runs[f"mtl_{name}"]], static_cpu)
         passes = median(record["backward_passes"] for record in runs[f"mtl_{name}"])
         gradient = name in GRADIENT_LEVEL
-        limit = k + 0.5 if gradient else 1.05
+        limit = k + 0.5 if gradient else LIMITS.get(name, 1.05)
         targets.append(target(
             "2", f"Weighting {name} / static (K={k})", ratio["ratio"], "<=", limit,
             detail=f"{passes:g} backward pass(es)/step; per-repeat {ratio['ratio_min']}-{ratio['ratio_max']}; "

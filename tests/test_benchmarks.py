@@ -67,13 +67,14 @@ def test_in_process_measurements(tmp_path):
     results, markdown = run_benchmark(tmp_path, "--only", *measurements)
     check_structure(results, markdown, measurements)
     ids = [row["id"] for row in results["targets"]]
-    assert ids == ["1", "1b"] + ["2"] * 7 + ["3", "3b", "5", "5"]
+    assert ids == ["1", "1b"] + ["2"] * 8 + ["3", "3b", "5", "5"]
     # Backward passes are counted by a gradient hook, not assumed: one for loss weighting, one per task for gradient
     # weighting (K = 4, and every mixed batch of 16 rows holds all four tasks).
     strategies = results["measurements"]["weighting"]["strategies"]
     assert strategies["static"]["backward_passes"] == 1
     for name in ("uncertainty", "dwa", "famo", "rep_norm"):
         assert strategies[name]["backward_passes"] == 1 and strategies[name]["limit"] == 1.05
+    assert strategies["famo_same_batch"]["backward_passes"] == 1 and strategies["famo_same_batch"]["limit"] == 1.5
     for name in ("gradnorm", "pcgrad", "cagrad"):
         assert strategies[name]["backward_passes"] == 4 and strategies[name]["limit"] == 4.5
     inference = results["measurements"]["inference"]

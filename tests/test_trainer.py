@@ -71,11 +71,29 @@ def params(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
+def test_famo_same_batch_runs_each_step_again_after_the_update(tmp_path, tokenizer, data):
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting="famo", batching="mixed", max_steps=3,
+                           gradient_accumulation_steps=2, weighting_kwargs={"update": "same_batch"})
+    calls = []
+    trainer.model.register_forward_hook(lambda module, args, kwargs, output: calls.append(torch.is_grad_enabled()),
+                                        with_kwargs=True)
+    moved = []
+    original = trainer.weighting.on_step_reevaluated
+    trainer.weighting.on_step_reevaluated = lambda before, after: (moved.append((before, after)), original(before, after))
+    trainer.train()
+    # Per step: 2 micro-batches with gradients, then the same 2 again without, through the updated model.
+    assert calls == [True, True, False, False] * 3
+    assert len(moved) == 3 and all(set(before) == set(after) == set(TASKS) for before, after in moved)
+    assert all(after != before for before, after in moved)
+    assert trainer.weighting.weights() != dict.fromkeys(TASKS, 1.0) and trainer.step_reevaluation.batches == []
+
+
 # ------------------------------------------------------------------ training and logging
 
 
 def test_trains_and_logs_per_task_losses_and_weights(tmp_path, tokenizer, data):
     trainer = make_trainer(tmp_path, tokenizer, data, weighting="uncertainty", batching="mixed")
+    assert trainer.weighting.log_vars.device == trainer.args.device  # beside the model (NCCL reduces device tensors)
     before = params(trainer.model)
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry and "eval_loss" not in entry]

@@ -429,6 +429,27 @@ def test_famo_counts_one_forward_and_one_backward_per_step():
     assert strategy.weights() != dict.fromkeys(TASKS, 1.0)  # and it did adapt
 
 
+def test_famo_same_batch_update_moves_on_the_losses_before_and_after_the_step():
+    """The paper's update: δ compares one batch's losses before and after the step, not two steps' losses."""
+    famo = FAMOWeighting(["fast", "slow"], update="same_batch")
+    assert famo.reevaluates_step and not FAMOWeighting(["fast", "slow"]).reevaluates_step
+    famo.on_step_end({"fast": 1.0, "slow": 1.0})
+    famo.on_step_end({"fast": 0.1, "slow": 0.9})  # step-to-step changes are not its signal
+    assert famo.weights() == {"fast": 1.0, "slow": 1.0}
+    for _ in range(5):
+        famo.on_step_reevaluated({"fast": 1.0, "slow": 1.0}, {"fast": 0.8, "slow": 0.99})
+    assert famo.weights()["slow"] > 1.0 > famo.weights()["fast"]
+    # The same δ through the next-step update gives the same ξ (one formula, two places to measure it).
+    other = FAMOWeighting(["fast", "slow"])
+    for _ in range(5):
+        other.on_step_end({"fast": 1.0, "slow": 1.0})
+        other.on_step_end({"fast": 0.8, "slow": 0.99})
+        other.prev_seen.zero_()  # compare only before -> after pairs
+    assert other.weights() == pytest.approx(famo.weights())
+    with pytest.raises(ValueError, match="famo: unknown update 'paper'; choose one of next_step, same_batch"):
+        FAMOWeighting(["a"], update="paper")
+
+
 def test_gradnorm_boosts_the_task_with_the_smaller_gradient_and_keeps_sum_k():
     strategy = GradNormWeighting(["big", "small"])
     gradients = {"big": torch.tensor([10.0, 0.0, 0.0]), "small": torch.tensor([0.0, 1.0, 0.0])}

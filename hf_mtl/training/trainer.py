@@ -48,6 +48,7 @@ from .loss_options import set_label_smoothing, task_loss_scales
 from .loss_tracking import TaskLossTracker
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .parameter_groups import add_head_parameter_groups, add_sharing_parameter_groups
+from .step_reevaluation import StepReevaluation
 from .task_data import prepare_task_splits
 from .task_gradients import TaskGradientAccumulator
 from .train_batches import build_train_data, train_dataloader
@@ -94,6 +95,7 @@ class MultiTaskTrainer(Trainer):
         self.extra_metrics = dict(compute_metrics or {})
 
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
+        self.step_reevaluation = StepReevaluation(self.task_names) if self.weighting.reevaluates_step else None
         self.task_gradients = TaskGradientAccumulator()  # gradient strategies: per-task gradients of a step
         self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
@@ -131,6 +133,8 @@ class MultiTaskTrainer(Trainer):
             compute_metrics=None,
             **kwargs,
         )
+        # Learnable task weights sit beside the model, on its device: NCCL reduces only device tensors.
+        self.weighting.to(self.args.device)
         self.add_callback(MultiTaskCallback(self))
         self.add_callback(SharingCallback(self))
         if args.task_affinity_steps > 0:
@@ -212,6 +216,8 @@ class MultiTaskTrainer(Trainer):
         if auxiliary is not None:
             loss = loss + auxiliary
         self.loss_tracker.add({n: l.detach() for n, l in task_losses.items()}, auxiliary_losses)
+        if self.step_reevaluation is not None:
+            self.step_reevaluation.keep(inputs)
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):

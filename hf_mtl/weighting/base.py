@@ -37,6 +37,9 @@ class WeightingStrategy(nn.Module):
             the trainer then refuses `batching="per_task"` (one task per step) and asks for mixed batches.
         needs_representation: `combine` takes `representation=`, the hidden states the heads read (the model
             output's `head_inputs`), to measure each task's gradient there (`rep_norm`).
+        reevaluates_step (instance attribute): after each optimizer step the trainer runs the step's batches again
+            (no gradient) and calls `on_step_reevaluated` with the losses before and after the update (FAMO's
+            same-batch update).
         default_lr: learning rate of the strategy's `nn.Parameter`s when the user sets none (`None`: the
             training learning rate).
     """
@@ -46,6 +49,7 @@ class WeightingStrategy(nn.Module):
     needs_all_tasks_per_step: ClassVar[bool] = False
     needs_representation: ClassVar[bool] = False
     default_lr: ClassVar[float | None] = None
+    reevaluates_step: bool = False
 
     def __init__(self, task_names: Sequence[str]):
         super().__init__()
@@ -60,6 +64,9 @@ class WeightingStrategy(nn.Module):
     def on_step_end(self, task_losses: dict[str, float]) -> None:
         """Called once per optimizer step with the mean (detached) loss of each task seen during the step."""
         self._check_tasks(task_losses)
+
+    def on_step_reevaluated(self, before: dict[str, float], after: dict[str, float]) -> None:
+        """With `reevaluates_step`: each task's mean loss on the step's batches before and after the update."""
 
     def on_epoch_begin(self, epoch: int) -> None:
         """Called at the start of each training epoch, also the first one of a resumed run (index starting at 0)."""

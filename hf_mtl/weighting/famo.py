@@ -34,11 +34,16 @@ class FAMOWeighting(LossWeighting):
             its example `famo.py`).
         eps (`float`, defaults to 1e-8): keeps log D_i finite (official value).
         min_losses (`dict[str, float]`, *optional*): L_i^min per task (default 0, right for cross-entropy and MSE).
+        update (`str`, defaults to `"next_step"`): where the loss decrease δ is measured (below).
 
-    Deviation (documented, deliberate): the official code measures δ_i by re-evaluating the *same* batch after the
-    update, i.e. one extra forward pass per step. Here δ_i compares the loss of step t with the loss of step t+1
-    (reported by `on_step_end`), so FAMO keeps its O(1) cost; δ_i is noisier (different batches), and ξ is updated
-    one step later than in the paper. The paper's gradient clipping (max norm 1) is the trainer's `max_grad_norm`.
+    Where δ_i is measured, `update`:
+    - `"next_step"` (default): δ_i compares the loss of step t with the loss of step t+1 (reported by
+      `on_step_end`), so FAMO keeps its O(1) cost; δ_i is noisier (different batches), and ξ moves one step later
+      than in the paper.
+    - `"same_batch"`: the paper's and the official code's update: after the step the trainer runs the step's batches
+      again without gradients, and δ_i compares each task's loss on them before and after the update (one extra
+      forward pass per step; its cost is a row of `python -m benchmarks --only weighting`).
+    The paper's gradient clipping (max norm 1) is the trainer's `max_grad_norm`.
 
     `weights()` reports K · z_i (1.0 each at the start, like the other strategies); the effective weight of L_i in
     a step is z_i / (c D_i). Missing tasks: the loss is taken over the tasks present (c too), and ξ_i moves only when
@@ -48,6 +53,7 @@ class FAMOWeighting(LossWeighting):
 
     name = "famo"
     needs_all_tasks_per_step = True
+    UPDATES = ("next_step", "same_batch")
 
     def __init__(
         self,
@@ -56,8 +62,13 @@ class FAMOWeighting(LossWeighting):
         gamma: float = 1e-3,
         eps: float = 1e-8,
         min_losses: dict[str, float] | None = None,
+        update: str = "next_step",
     ):
         super().__init__(task_names)
+        if update not in self.UPDATES:
+            raise ValueError(f"famo: unknown update {update!r}; choose one of {', '.join(self.UPDATES)}.")
+        self.update = update
+        self.reevaluates_step = update == "same_batch"
         self.lr = check_number(self.name, "lr", lr, low=0.0, strict=True, fix="Use a positive rate (paper: 0.025).")
         self.gamma = check_number(self.name, "gamma", gamma, low=0.0, fix="Use a decay >= 0 (paper: 1e-3).")
         self.eps = check_number(self.name, "eps", eps, low=0.0, strict=True, fix="Use a small positive value (1e-8).")
@@ -92,29 +103,49 @@ class FAMOWeighting(LossWeighting):
 
     def on_step_end(self, task_losses: dict[str, float]) -> None:
         self._check_tasks(task_losses)
-        _, index = present_tasks(self.task_names, task_losses)
-        finite = [i for i in index if math.isfinite(float(task_losses[self.task_names[i]]))]
-        now = torch.zeros_like(self.prev_loss)
-        now_seen = torch.zeros_like(self.prev_seen)
-        now[finite] = torch.tensor([float(task_losses[self.task_names[i]]) for i in finite], dtype=now.dtype)
-        now_seen[finite] = True
-        both = now_seen & self.prev_seen
-        if bool(both.any()):
-            all_index = list(range(len(self.task_names)))
-            decrease = self._gap(self.prev_loss, all_index).log() - self._gap(now, all_index).log()
-            decrease = torch.where(both, decrease, 0.0)
-            # (∂z/∂ξ)ᵀ δ for z = softmax over the tasks seen in both steps: z ⊙ (δ − ⟨z, δ⟩).
-            z = torch.softmax(self.logits.masked_fill(~both, -math.inf), 0)
-            grad = z * (decrease - (z * decrease).sum())
-            adam_update_(
-                self.logits,
-                grad,
-                self.exp_avg,
-                self.exp_avg_sq,
-                self.adam_step,
-                both,
-                lr=self.lr,
-                weight_decay=self.gamma,
-            )
+        if self.reevaluates_step:
+            return  # `on_step_reevaluated` moves ξ
+        now, now_seen = self._loss_table(task_losses)
+        self._move_logits(self.prev_loss, now, now_seen & self.prev_seen)
         self.prev_loss.copy_(now)
         self.prev_seen.copy_(now_seen)
+
+    def on_step_reevaluated(self, before: dict[str, float], after: dict[str, float]) -> None:
+        self._check_tasks(before)
+        self._check_tasks(after)
+        if not self.reevaluates_step:
+            return
+        before_table, before_seen = self._loss_table(before)
+        after_table, after_seen = self._loss_table(after)
+        self._move_logits(before_table, after_table, before_seen & after_seen)
+
+    def _loss_table(self, task_losses: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses in task order, and which tasks have a finite one."""
+        _, index = present_tasks(self.task_names, task_losses)
+        finite = [i for i in index if math.isfinite(float(task_losses[self.task_names[i]]))]
+        table = torch.zeros_like(self.prev_loss)
+        seen = torch.zeros_like(self.prev_seen)
+        table[finite] = torch.tensor([float(task_losses[self.task_names[i]]) for i in finite], dtype=table.dtype)
+        seen[finite] = True
+        return table, seen
+
+    def _move_logits(self, before: torch.Tensor, after: torch.Tensor, both: torch.Tensor) -> None:
+        """One Adam step on ξ towards equal log-loss decreases δ = log D(before) − log D(after), over `both`."""
+        if not bool(both.any()):
+            return
+        all_index = list(range(len(self.task_names)))
+        decrease = self._gap(before, all_index).log() - self._gap(after, all_index).log()
+        decrease = torch.where(both, decrease, 0.0)
+        # (∂z/∂ξ)ᵀ δ for z = softmax over the tasks seen in both: z ⊙ (δ − ⟨z, δ⟩).
+        z = torch.softmax(self.logits.masked_fill(~both, -math.inf), 0)
+        grad = z * (decrease - (z * decrease).sum())
+        adam_update_(
+            self.logits,
+            grad,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self.adam_step,
+            both,
+            lr=self.lr,
+            weight_decay=self.gamma,
+        )

@@ -82,6 +82,11 @@ class MultiTaskCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         tracker = self.trainer.loss_tracker
         step_losses = tracker.pop_step(args.device)  # on every process: it all-reduces
+        reevaluation = self.trainer.step_reevaluation
+        if reevaluation is not None and tracker.step_skipped:
+            reevaluation.discard()
+        elif reevaluation is not None:  # the same batches through the updated model (all-reduces too)
+            self.trainer.weighting.on_step_reevaluated(step_losses, reevaluation.losses_after(self.trainer.model, args.device))
         if step_losses and not tracker.step_skipped:
             self.trainer.weighting.on_step_end(step_losses)
             sampler = getattr(self.trainer, "task_sampler", None)

@@ -21,6 +21,7 @@ class TrainerProtocol(Protocol):
     batch_sampler: Any
     weighting: Any
     loss_tracker: Any
+    step_reevaluation: Any
     task_train_datasets: dict[str, Any]
 
     def gradient_reversal_coefficient(self) -> float: ...
