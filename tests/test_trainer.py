@@ -88,6 +88,32 @@ def test_famo_same_batch_runs_each_step_again_after_the_update(tmp_path, tokeniz
     assert trainer.weighting.weights() != dict.fromkeys(TASKS, 1.0) and trainer.step_reevaluation.batches == []
 
 
+def test_sharded_training_is_refused_where_it_cannot_run(tmp_path, monkeypatch):
+    from hf_mtl.training.compatibility import check_launcher
+    from hf_mtl.weighting import build_weighting
+
+    static, pcgrad, rep_norm = (build_weighting(name, TASKS) for name in ("static", "pcgrad", "rep_norm"))
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), fsdp="full_shard", report_to="none")
+    # On CPU accelerate trains plain DDP instead of FSDP: refused, naming the DDP launch.
+    with pytest.raises(ValueError, match=r"fsdp was requested, but these processes run on the CPU.*drop 'fsdp' \(DDP"):
+        check_launcher(args, static)
+    # On a GPU: loss weightings run; per-task gradients and task affinity are refused with the alternative.
+    monkeypatch.setattr(MultiTaskTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
+    check_launcher(args, static)
+    for weighting in (pcgrad, rep_norm):
+        with pytest.raises(ValueError, match=r"which fsdp shards.*static, uncertainty, dwa or famo"):
+            check_launcher(args, weighting)
+    args.task_affinity_steps = 5
+    with pytest.raises(ValueError, match="task_affinity_steps > 0 measures task affinity"):
+        check_launcher(args, static)
+    # The accelerate launcher's DeepSpeed switch counts too; without any, nothing is checked.
+    plain = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    check_launcher(plain, pcgrad)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="which deepspeed shards"):
+        check_launcher(plain, pcgrad)
+
+
 # ------------------------------------------------------------------ training and logging
 
 

@@ -8,6 +8,7 @@ Each check here raises with what to change.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +67,44 @@ def check_compatibility(model: MultiTaskModel, args: MultiTaskTrainingArguments,
         )
     if args.orthogonality_weight > 0 and getattr(model.config, "sharing", "hard") != "shared_private":
         raise ValueError("orthogonality_weight > 0 needs a shared-private model (config `sharing='shared_private'`).")
+
+
+def sharded_training(args: MultiTaskTrainingArguments) -> str | None:
+    """"fsdp" or "deepspeed" when the arguments or the accelerate launcher ask for sharded training, else None."""
+    if args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    if args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return "deepspeed"
+    return None
+
+
+def check_launcher(args: MultiTaskTrainingArguments, weighting) -> None:
+    """Sharded training (FSDP, DeepSpeed ZeRO) with what cannot run under it, refused before any work.
+
+    accelerate enables FSDP and DeepSpeed on GPUs (and other accelerators) only: on CPU processes it trains plain DDP
+    instead, silently. Under sharding, the strategies that take per-task gradients (gradnorm, pcgrad, cagrad) or
+    differentiate the heads apart (rep_norm), and task affinity, call autograd on parameters that are sharded and
+    bypass `accelerator.backward`; they are refused, naming the loss weightings that work (one backward pass)."""
+    sharding = sharded_training(args)
+    if sharding is None:
+        return
+    if args.device.type == "cpu":
+        raise ValueError(
+            f"{sharding} was requested, but these processes run on the CPU, where accelerate does not shard: training "
+            f"would run as plain DDP. On CPU, drop {sharding!r} (DDP: `torchrun --nproc_per_node N` or "
+            "`accelerate launch --multi_gpu --num_processes N`); shard on GPUs."
+        )
+    if weighting.requires_task_gradients or weighting.needs_representation:
+        raise ValueError(
+            f"Weighting {args.weighting!r} takes per-task gradients (of the shared parameters, or through the heads), "
+            f"which {sharding} shards and which bypass accelerator.backward. Under {sharding} use a loss weighting with "
+            "one backward pass: static, uncertainty, dwa or famo; or train with DDP."
+        )
+    if args.task_affinity_steps > 0:
+        raise ValueError(
+            f"task_affinity_steps > 0 measures task affinity with per-task gradients, which {sharding} shards: set "
+            "task_affinity_steps=0, or measure affinity in a DDP or single-process run."
+        )
 
 
 def check_task_sampler(sampler, args: MultiTaskTrainingArguments, task_names: list[str], train_streams: list,

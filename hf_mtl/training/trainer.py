@@ -41,7 +41,7 @@ from .checkpointing import (
     save_complete_checkpoint,
     strategy_state_dict,
 )
-from .compatibility import check_compatibility, check_task_sampler, check_trainer_inputs
+from .compatibility import check_compatibility, check_launcher, check_task_sampler, check_trainer_inputs
 from .evaluation import evaluate_tasks, predict_tasks
 from .gradient_step import sync_weighting_gradients, task_gradient_step
 from .loss_options import set_label_smoothing, task_loss_scales
@@ -144,6 +144,7 @@ class MultiTaskTrainer(Trainer):
 
     def _check_compatibility(self, model: MultiTaskModel, args: MultiTaskTrainingArguments) -> None:
         check_compatibility(model, args, self.weighting, self.task_names)
+        check_launcher(args, self.weighting)
 
     def _prepare_split(self, datasets, split, tokenizer, args, require_all) -> dict[str, Dataset]:
         return prepare_task_splits(self, datasets, split, tokenizer, args, require_all)
