@@ -5,7 +5,7 @@ import pytest
 from hf_mtl.cli import main
 from hf_mtl.evaluation.comparison import BUDGET_DEFINITION, planned_task_rows, transfer_table
 from hf_mtl.hub.model_card import read_eval_results
-from hf_mtl.sampling import build_task_sampler
+from hf_mtl.sampling import MultiTaskBatchSampler, build_task_sampler
 
 from .recipe_helpers import RECIPES, TINY
 
@@ -15,13 +15,18 @@ from .recipe_helpers import RECIPES, TINY
 def test_planned_rows_account_for_every_step(batching, sampling):
     sizes = [40, 10, 25]
     rows = planned_task_rows(sizes, build_task_sampler(sampling, sizes), total_steps=23, batch_size=4, batching=batching,
-                             gradient_accumulation_steps=2, world_size=1, seed=3, num_epochs=3)
+                             gradient_accumulation_steps=2, world_size=1, seed=3)
     assert sum(rows) == 23 * 8  # every row of every optimizer step, across epoch boundaries (10 steps per epoch)
     if batching == "per_task":
         assert all(count % 8 == 0 for count in rows)  # whole steps of one task
     again = planned_task_rows(sizes, build_task_sampler(sampling, sizes), total_steps=23, batch_size=4, batching=batching,
-                              gradient_accumulation_steps=2, world_size=1, seed=3, num_epochs=3)
+                              gradient_accumulation_steps=2, world_size=1, seed=3)
     assert rows == again  # a function of the seed
+    # One rule for a run's length and the epochs it reaches into (trainer, transfer report and budget replay).
+    plan = MultiTaskBatchSampler(sizes, build_task_sampler(sampling, sizes), batch_size=4, batching=batching,
+                                 gradient_accumulation_steps=2)
+    assert plan.steps_per_epoch == 10 and plan.epochs_for_steps(23) == 3 and plan.epochs_for_steps(0) == 1
+    assert plan.planned_steps(23, 1.0) == 23 and plan.planned_steps(0, 2.5) == 25 and plan.epochs_for_steps(25) == 3
 
 
 def test_table_verdicts_follow_the_metric_direction_and_the_spread():

@@ -41,13 +41,13 @@ def planned_task_rows(
     gradient_accumulation_steps: int = 1,
     world_size: int = 1,
     seed: int = 0,
-    num_epochs: int = 1,
 ) -> list[int]:
     """Rows of each task that a multi-task run of `total_steps` optimizer steps draws (all processes together),
     replaying the trainer's batch plan epoch by epoch."""
     sampler = MultiTaskBatchSampler(task_sizes, task_sampler, batch_size=batch_size, batching=batching,
                                     gradient_accumulation_steps=gradient_accumulation_steps, num_replicas=world_size,
-                                    rank=0, seed=seed, num_epochs=num_epochs)
+                                    rank=0, seed=seed)
+    sampler.num_epochs = sampler.epochs_for_steps(total_steps)  # as the trainer sets it for a run of that length
     counts, step, epoch = [0] * len(task_sizes), 0, 0
     while step < total_steps:
         for rows in sampler.step_plan(epoch):
@@ -66,13 +66,10 @@ def trainer_task_rows(trainer) -> dict[str, int]:
 
     args = trainer.args
     sizes = list(trainer.train_dataset.sizes)  # per stream of rows (a task, or an input group: hf_mtl.data.joint)
-    rows_per_step = trainer._train_batch_size * args.world_size * args.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(sum(sizes) / rows_per_step))
-    epochs = max(1, math.ceil(trainer.state.max_steps / steps_per_epoch)) if args.max_steps > 0 else max(1, math.ceil(args.num_train_epochs))
     counts = planned_task_rows(
         sizes, trainer.task_sampler, total_steps=trainer.state.max_steps, batch_size=trainer._train_batch_size,
         batching=args.batching, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        world_size=args.world_size, seed=args.data_seed if args.data_seed is not None else args.seed, num_epochs=epochs,
+        world_size=args.world_size, seed=args.data_seed if args.data_seed is not None else args.seed,
     )
     return stream_rows(trainer.train_streams, counts)
 

@@ -17,7 +17,6 @@ Layout of the output directory: transfer.md, transfer.json, transfer_deltas.png,
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -78,7 +77,7 @@ def planned_budget(recipe: Recipe, seed: int, task_sizes: dict[str, int]) -> dic
     """Rows of each task the multi-task run will draw and the single-task steps they make, from the seeded batch
     plan, before anything trains. `None` when the plan depends on training (a learned sampler)."""
     from ..data.joint import stream_rows, training_streams
-    from ..sampling import build_task_sampler
+    from ..sampling import MultiTaskBatchSampler, build_task_sampler
 
     args = recipe.training_arguments(**RUN_SETTINGS, seed=seed)
     streams = training_streams([task.placeholder_spec() for task in recipe.tasks])
@@ -86,14 +85,13 @@ def planned_budget(recipe: Recipe, seed: int, task_sizes: dict[str, int]) -> dic
     sampler = build_task_sampler(args.sampling, sizes, **args.sampling_kwargs)
     if sampler.learns:
         return None
-    rows_per_step = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(sum(sizes) / rows_per_step))
-    total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
-    epochs = max(1, math.ceil(total / steps_per_epoch))
-    counts = planned_task_rows(sizes, sampler, total_steps=total, batch_size=args.per_device_train_batch_size,
-                               batching=args.batching, gradient_accumulation_steps=args.gradient_accumulation_steps,
-                               world_size=args.world_size, seed=args.data_seed if args.data_seed is not None else seed,
-                               num_epochs=epochs)
+    layout = dict(batch_size=args.per_device_train_batch_size, batching=args.batching,
+                  gradient_accumulation_steps=args.gradient_accumulation_steps)
+    plan = MultiTaskBatchSampler(sizes, sampler, num_replicas=args.world_size, **layout)
+    total = plan.planned_steps(args.max_steps, args.num_train_epochs)
+    counts = planned_task_rows(sizes, sampler, total_steps=total, world_size=args.world_size,
+                               seed=args.data_seed if args.data_seed is not None else seed, **layout)
+    rows_per_step = plan.rows_per_step
     budget = {name: {"rows": rows, "steps": steps_for_rows(rows, rows_per_step)}
               for name, rows in stream_rows(streams, counts).items()}
     budget["_total"] = {"rows": sum(counts), "steps": total}

@@ -101,6 +101,14 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         """Optimizer steps per epoch."""
         return max(1, math.ceil(sum(self.task_sizes) / self.rows_per_step))
 
+    def planned_steps(self, max_steps: int, num_train_epochs: float) -> int:
+        """Optimizer steps of a run (Trainer's rule): `max_steps` when > 0, else `num_train_epochs` of this plan."""
+        return max_steps if max_steps > 0 else math.ceil(num_train_epochs * self.steps_per_epoch)
+
+    def epochs_for_steps(self, steps: int) -> int:
+        """Epochs of the plan that `steps` optimizer steps reach into (at least 1): what `num_epochs` should be."""
+        return max(1, math.ceil(steps / self.steps_per_epoch))
+
     def __len__(self) -> int:
         return self.steps_per_epoch * self.gradient_accumulation_steps
 

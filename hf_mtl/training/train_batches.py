@@ -5,7 +5,6 @@ picks each step's stream, and the rank-aware batch sampler and DataLoader that `
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -49,10 +48,7 @@ def train_dataloader(trainer) -> tuple[DataLoader, MultiTaskBatchSampler]:
         rank=args.process_index,
         seed=args.data_seed if args.data_seed is not None else args.seed,
     )
-    if args.max_steps > 0:
-        sampler.num_epochs = max(1, math.ceil(args.max_steps / sampler.steps_per_epoch))
-    else:
-        sampler.num_epochs = max(1, math.ceil(args.num_train_epochs))
+    sampler.num_epochs = sampler.epochs_for_steps(sampler.planned_steps(args.max_steps, args.num_train_epochs))
     loader = DataLoader(
         trainer.train_dataset,
         batch_sampler=sampler,
