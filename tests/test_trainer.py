@@ -1,3 +1,4 @@
+import itertools
 import math
 import os
 
@@ -357,6 +358,30 @@ def test_rep_norm_reweights_the_tasks_of_a_mixed_batch(tmp_path, tokenizer, data
     weights = trainer.weighting.weights()
     assert all(math.isfinite(w) and w > 0 for w in weights.values())
     assert len({round(w, 6) for w in weights.values()}) > 1, f"mixed batches give the tasks different weights: {weights}"
+
+
+def test_mixed_batch_task_gradients_never_meet_at_the_representation(tmp_path, tokenizer, data):
+    """Why gradient surgery stays on the shared parameters (no `rep_grad` option, unlike LibMTL): in a mixed batch each
+    task's gradient with respect to the representation lives on that task's rows only, so every pairwise inner product
+    there is exactly 0 and PCGrad/CAGrad would change nothing; the same gradients do conflict in the encoder's
+    parameters. Norm balancing is the representation-level method that still acts (`rep_norm`)."""
+    trainer = make_trainer(tmp_path, tokenizer, data, batching="mixed", eval_data=False)
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model.train()
+    outputs = model(**batch)
+    names = sorted(outputs.task_losses)
+    assert len(names) >= 3, names
+    shared = [p for _, p in model.shared_parameters()]
+    at_representation, at_parameters = {}, {}
+    for name in names:
+        loss = outputs.task_losses[name]
+        at_representation[name] = torch.autograd.grad(loss, outputs.head_inputs, retain_graph=True)[0].flatten()
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+        at_parameters[name] = torch.cat([g.flatten() for g in grads if g is not None])
+    for first, second in itertools.combinations(names, 2):
+        assert torch.dot(at_representation[first], at_representation[second]).item() == 0.0
+    dots = [torch.dot(at_parameters[a], at_parameters[b]).item() for a, b in itertools.combinations(names, 2)]
+    assert all(dot != 0.0 for dot in dots)
 
 
 @pytest.mark.parametrize("weighting", ["static", "pcgrad"])
