@@ -30,7 +30,8 @@ def task_gradient_step(trainer, model, inputs) -> torch.Tensor:
     specific = [p for p in unwrapped.parameters() if p.requires_grad and id(p) not in shared_ids]
     loss_scale = 1.0  # fp16: gradients stay scaled, the optimizer step unscales them
     if trainer.accelerator.scaler is not None:
-        loss_scale = float(trainer.accelerator.scaler.get_scale())
+        # `scale()` (not `get_scale()`): it also starts the scaler's state, which its unscale_/step assert on.
+        loss_scale = float(trainer.accelerator.scaler.scale(torch.ones((), device=trainer.args.device)))
     rows = {name: int(indices.numel()) for name, indices in outputs.task_indices.items()}
     accumulation_steps = trainer.current_gradient_accumulation_steps
     losses = trainer.task_gradients.add(trainer._scaled(task_losses), trainer._auxiliary_loss(auxiliary_losses), shared,
