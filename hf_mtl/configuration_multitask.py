@@ -87,6 +87,7 @@ class MultiTaskConfig(PreTrainedConfig):
     ... )
     >>> config.task_names
     ['sst2']
+
     ```
     """
 

@@ -26,8 +26,13 @@ class Registry(Generic[T]):
     >>> HEADS = Registry("task type")
     >>> @HEADS.register("regression")
     ... class RegressionHead: ...
-    >>> HEADS.get("regression")
-    <class 'RegressionHead'>
+    >>> HEADS.get("regression").__name__
+    'RegressionHead'
+    >>> HEADS.get("regresion")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown task type 'regresion'. Choose one of: regression. Did you mean 'regression'?
+
     ```
     """
 
