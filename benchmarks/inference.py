@@ -9,6 +9,10 @@ Two workloads on the same `inference_rows` rows (drawn evenly from the K tasks' 
   `forward(task_ids=...)` vs each separate model on its own rows. Both sides encode every row once, so on a
   compute-bound CPU the ratio is about 1; the gain there is one model in memory instead of K (and, on a GPU, one
   large batch instead of K small ones).
+- **through pipelines** (reported, with batch-size scaling): `pipeline("multi-task")` on `inference_rows` texts, every
+  task of each text, against one Transformers pipeline per task (`text-classification`, `token-classification`
+  with `aggregation_strategy="simple"`) on the same texts; the whole user path (tokenisation, forward, decoding),
+  at batch sizes 1, 8 and 32.
 """
 
 from __future__ import annotations
@@ -45,6 +49,39 @@ def _batch(context) -> tuple[dict, torch.Tensor]:
     return dict(batch), torch.tensor(task_ids)
 
 
+PIPELINE_BATCH_SIZES = (1, 8, 32)
+
+
+def _texts(context) -> list[str]:
+    """`inference_rows` raw texts, drawn evenly from the tasks (a token task's words joined with spaces)."""
+    from .data import benchmark_tasks
+
+    _, raw = benchmark_tasks(context.settings)
+    columns = [dataset["text"] if "text" in dataset.column_names else [" ".join(words) for words in dataset["tokens"]]
+               for dataset in raw.values()]
+    return [columns[i % len(columns)][i // len(columns)] for i in range(context.settings.inference_rows)]
+
+
+def pipeline_workloads(context, multitask, separate: dict, device: str) -> dict:
+    """`{batch size: (multi-task pipeline call, K Transformers pipeline calls)}` on the same texts."""
+    from transformers import pipeline
+
+    texts, tokenizer = _texts(context), context.tokenizer
+    index = torch.device(device).index if device != "cpu" else -1
+    mtl = pipeline("multi-task", model=multitask, tokenizer=tokenizer, device=device)
+    singles = []
+    for spec in context.specs:
+        model = separate[spec["name"]]
+        if spec["type"] == "token_classification":
+            singles.append(pipeline("token-classification", model=model, tokenizer=tokenizer, device=index,
+                                    aggregation_strategy="simple"))
+        else:
+            singles.append(pipeline("text-classification", model=model, tokenizer=tokenizer, device=index, top_k=None))
+    return {size: (lambda size=size: mtl(texts, batch_size=size),
+                   lambda size=size: [single(texts, batch_size=size) for single in singles])
+            for size in PIPELINE_BATCH_SIZES}
+
+
 def _timed(function, iterations: int, device: str) -> float:
     times = []
     for _ in range(iterations):
@@ -74,6 +111,8 @@ def run(context) -> dict:
         "separate_routed": lambda: [model(**{k: v[rows_of[name]] for k, v in batch.items()}).logits
                                     for name, model in separate.items()],
     }
+    for size, (mtl_call, separate_call) in pipeline_workloads(context, multitask, separate, device).items():
+        workloads[f"pipeline_mtl_b{size}"], workloads[f"pipeline_separate_b{size}"] = mtl_call, separate_call
     times = {name: [] for name in workloads}
     with torch.inference_mode(), autocast:
         for function in workloads.values():  # warm-up: first-touch allocations, kernel selection
@@ -82,6 +121,8 @@ def run(context) -> dict:
             for name in interleaved(list(workloads), repeat):
                 times[name].append(_timed(workloads[name], settings.inference_iterations, device))
             log(f"inference, repeat {repeat + 1}/{settings.repeats}: " + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()))
+    pipelines = {size: paired_ratios(times[f"pipeline_separate_b{size}"], times[f"pipeline_mtl_b{size}"])
+                 for size in PIPELINE_BATCH_SIZES}
 
     k, rows = len(separate), settings.inference_rows
     all_tasks = paired_ratios(times["separate_all_tasks"], times["mtl_all_tasks"])
@@ -89,7 +130,8 @@ def run(context) -> dict:
     parameters = {"multitask": sum(p.numel() for p in multitask.parameters()),
                   "separate": sum(p.numel() for m in separate.values() for p in m.parameters())}
     multitask.train()
-    throughput = {name: (rows * (k if "all" in name else 1)) / median(t) for name, t in times.items()}
+    throughput = {name: (rows * (k if "all" in name or "pipeline" in name else 1)) / median(t) for name, t in times.items()}
+    largest = PIPELINE_BATCH_SIZES[-1]
     notes = []
     if all_tasks["ratio"] is not None and all_tasks["ratio"] > k:
         notes.append(
@@ -112,8 +154,14 @@ def run(context) -> dict:
                    "report", None,
                    detail=f"same encoder work on both sides; parameters {parameters['multitask'] / 1e6:.1f}M vs "
                           f"{parameters['separate'] / 1e6:.1f}M"),
+            target("3c", f"Inference through pipelines, every task of each text: pipeline('multi-task') / {k} Transformers "
+                   f"pipelines (batch {largest})", pipelines[largest]["ratio"], "report", None,
+                   detail="by batch size: " + ", ".join(
+                       f"{size}: {pipelines[size]['ratio']} ({throughput[f'pipeline_mtl_b{size}']:.0f} vs "
+                       f"{throughput[f'pipeline_separate_b{size}']:.0f} predictions/s)" for size in PIPELINE_BATCH_SIZES)
+                   + "; tokenisation, forward and decoding included"),
         ],
         "details": {"rows": rows, "num_tasks": k, "median_seconds": {n: median(t) for n, t in times.items()},
                     "throughput_predictions_per_second": throughput, "ratio_all_tasks": all_tasks,
-                    "ratio_routed": routed, "parameters": parameters},
+                    "ratio_routed": routed, "ratio_pipelines": pipelines, "parameters": parameters},
     }

@@ -67,7 +67,7 @@ def test_in_process_measurements(tmp_path):
     results, markdown = run_benchmark(tmp_path, "--only", *measurements)
     check_structure(results, markdown, measurements)
     ids = [row["id"] for row in results["targets"]]
-    assert ids == ["1", "1b"] + ["2"] * 8 + ["3", "3b", "5", "5"]
+    assert ids == ["1", "1b"] + ["2"] * 8 + ["3", "3b", "3c", "5", "5"]
     # Backward passes are counted by a gradient hook, not assumed: one for loss weighting, one per task for gradient
     # weighting (K = 4, and every mixed batch of 16 rows holds all four tasks).
     strategies = results["measurements"]["weighting"]["strategies"]
@@ -79,6 +79,8 @@ def test_in_process_measurements(tmp_path):
         assert strategies[name]["backward_passes"] == 4 and strategies[name]["limit"] == 4.5
     inference = results["measurements"]["inference"]
     assert inference["rows"] == 8 and inference["num_tasks"] == 4
+    # Through pipelines: pipeline("multi-task") against one Transformers pipeline per task, at three batch sizes.
+    assert set(inference["ratio_pipelines"]) == {"1", "8", "32"} and all(r["ratio"] > 0 for r in inference["ratio_pipelines"].values())
     # One encoder + 4 heads against 4 whole models.
     assert inference["parameters"]["separate"] > 3 * inference["parameters"]["multitask"]
     for arm in ("mtl_trainer", "mtl_static", "hf_trainer"):
@@ -143,3 +145,38 @@ def test_update_readme_replaces_only_the_marked_block(tmp_path):
     (tmp_path / "plain.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         report.update_readme(tmp_path / "plain.md", results)
+
+
+@pytest.mark.slow
+def test_task_scaling_script(tmp_path):
+    """`benchmarks/task_scaling.py`: every (K, arm) in a fresh worker process; JSON, Markdown table and plot written."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "benchmarks.task_scaling", "--model", "tiny", "--ks", "2,4", "--steps", "1",
+               "--warmup", "1", "--output-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    report = json.loads((tmp_path / "task_scaling.json").read_text())
+    arms = ["per_task_static", "mixed_static", "mixed_rep_norm", "mixed_pcgrad"]
+    assert report["settings"]["ks"] == [2, 4] and report["errors"] == {}
+    assert {"torch", "hf_mtl", "cpu_count", "load_average_start", "load_average_end", "command"} <= set(report["environment"])
+    assert set(report["results"]) == {"2", "4"}
+    pids = set()
+    for k in (2, 4):
+        assert set(report["results"][str(k)]) == set(arms)
+        for arm, run in report["results"][str(k)].items():
+            assert run["k"] == k and run["arm"] == arm and run["steps"] == 1
+            assert run["step_time"] > 0 and run["peak_rss_mb"] > 0 and run["ru_maxrss_kb"] > 0
+            pids.add(run["pid"])
+        # One backward pass for the loss-level strategies; one per task present for gradient surgery (a mixed batch of
+        # 16 rows holds every one of K <= 16 tasks).
+        assert [report["results"][str(k)][arm]["backward_passes"] for arm in arms] == [1, 1, 1, k]
+    assert len(pids) == 8  # a fresh process per (K, arm)
+    flat = report["flatness"]
+    assert set(flat) == set(arms) and flat["mixed_pcgrad"]["status"] == "reported"
+    for arm in arms[:3]:
+        assert flat[arm]["limit"] == 1.2 and flat[arm]["status"] in ("met", "MISSED")
+        assert flat[arm]["from_k"] == 2 and flat[arm]["to_k"] == 4 and flat[arm]["ratio"] > 0
+    markdown = (tmp_path / "task_scaling.md").read_text()
+    assert "| K | per_task_static | mixed_static | mixed_rep_norm | mixed_pcgrad |" in markdown
+    assert markdown.count(" MiB (") == 8 and "Flatness" in markdown
+    assert (tmp_path / "task_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
