@@ -124,7 +124,7 @@ class _TaskCollator:
 
 
 # Arms `mtl_<variant>` of a weighting with other options than its defaults.
-WEIGHTING_VARIANTS = {"famo_same_batch": ("famo", {"update": "same_batch"})}
+WEIGHTING_VARIANTS = {"famo_next_step": ("famo", {"update": "next_step"})}
 
 
 def build_trainer(context: BenchContext, arm: str, max_steps: int, **overrides) -> Trainer:

@@ -2,7 +2,8 @@
 
 Loss-level strategies (`uncertainty`, `dwa`, `famo`, `rep_norm`) back-propagate once through the encoder, like static
 weighting: goal <= 1.05 (`rep_norm` adds one small backward pass through each head, not through the encoder);
-FAMO with `update="same_batch"` (the paper's) runs the step's batches once more without gradients: goal <= 1.5.
+FAMO's default update (the paper's, on the same batch) runs the step's batches once more without gradients: goal
+<= 1.5; `famo_next_step` (`update="next_step"`) adds nothing: goal <= 1.05.
 Gradient-level ones (`gradnorm`, `pcgrad`, `cagrad`) need one backward pass per task present (counted here by a
 gradient hook on the input embeddings, not assumed): goal <= (K + 0.5) x static. Every strategy runs on the same
 K-task model and the same mixed batches (the gradient methods need every task in every step).
@@ -14,9 +15,9 @@ from .arms import run_training
 from .common import interleaved, log, median, paired_ratios, target
 
 
-LOSS_LEVEL = ["uncertainty", "dwa", "famo", "famo_same_batch", "rep_norm"]
-# FAMO's paper update runs the step's batches once more without gradients: one extra forward pass.
-LIMITS = {"famo_same_batch": 1.5}
+LOSS_LEVEL = ["uncertainty", "dwa", "famo", "famo_next_step", "rep_norm"]
+# FAMO's default (the paper's) update runs the step's batches once more without gradients: one extra forward pass.
+LIMITS = {"famo": 1.5}
 GRADIENT_LEVEL = ["gradnorm", "pcgrad", "cagrad"]
 
 

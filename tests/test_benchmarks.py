@@ -72,9 +72,9 @@ def test_in_process_measurements(tmp_path):
     # weighting (K = 4, and every mixed batch of 16 rows holds all four tasks).
     strategies = results["measurements"]["weighting"]["strategies"]
     assert strategies["static"]["backward_passes"] == 1
-    for name in ("uncertainty", "dwa", "famo", "rep_norm"):
+    for name in ("uncertainty", "dwa", "famo_next_step", "rep_norm"):
         assert strategies[name]["backward_passes"] == 1 and strategies[name]["limit"] == 1.05
-    assert strategies["famo_same_batch"]["backward_passes"] == 1 and strategies["famo_same_batch"]["limit"] == 1.5
+    assert strategies["famo"]["backward_passes"] == 1 and strategies["famo"]["limit"] == 1.5
     for name in ("gradnorm", "pcgrad", "cagrad"):
         assert strategies[name]["backward_passes"] == 4 and strategies[name]["limit"] == 4.5
     inference = results["measurements"]["inference"]

@@ -385,7 +385,7 @@ def test_famo_raises_the_weight_of_the_slowest_task_without_extra_passes():
     assert FAMOWeighting.needs_all_tasks_per_step
     assert list(inspect.signature(FAMOWeighting.on_step_end).parameters) == ["self", "task_losses"]
 
-    strategy = FAMOWeighting(["fast", "slow"])
+    strategy = FAMOWeighting(["fast", "slow"], update="next_step")
     history = []
     for t in range(60):
         losses = {"fast": torch.tensor(0.95**t, requires_grad=True), "slow": torch.tensor(0.995**t, requires_grad=True)}
@@ -401,7 +401,7 @@ def test_famo_raises_the_weight_of_the_slowest_task_without_extra_passes():
     assert all(later >= earlier - 1e-6 for earlier, later in itertools.pairwise(history))
 
     # The ξ update is the official one: autograd of softmax with grad_outputs=δ, then Adam(lr, weight_decay=γ).
-    famo = FAMOWeighting(["x", "y", "z"])
+    famo = FAMOWeighting(["x", "y", "z"], update="next_step")
     logits = torch.zeros(3, requires_grad=True)
     adam = torch.optim.Adam([logits], lr=0.025, weight_decay=1e-3)
     generator = torch.Generator().manual_seed(0)
@@ -419,7 +419,7 @@ def test_famo_raises_the_weight_of_the_slowest_task_without_extra_passes():
 
 
 def test_famo_counts_one_forward_and_one_backward_per_step():
-    model, strategy = ToyMultiTask(), FAMOWeighting(TASKS)
+    model, strategy = ToyMultiTask(), FAMOWeighting(TASKS, update="next_step")
     calls = {"forward": 0, "backward": 0}
     model.register_forward_hook(lambda *args: calls.__setitem__("forward", calls["forward"] + 1))
     model.shared.weight.register_hook(lambda grad: calls.__setitem__("backward", calls["backward"] + 1))
@@ -431,8 +431,8 @@ def test_famo_counts_one_forward_and_one_backward_per_step():
 
 def test_famo_same_batch_update_moves_on_the_losses_before_and_after_the_step():
     """The paper's update: δ compares one batch's losses before and after the step, not two steps' losses."""
-    famo = FAMOWeighting(["fast", "slow"], update="same_batch")
-    assert famo.reevaluates_step and not FAMOWeighting(["fast", "slow"]).reevaluates_step
+    famo = FAMOWeighting(["fast", "slow"])  # the default
+    assert famo.reevaluates_step and not FAMOWeighting(["fast", "slow"], update="next_step").reevaluates_step
     famo.on_step_end({"fast": 1.0, "slow": 1.0})
     famo.on_step_end({"fast": 0.1, "slow": 0.9})  # step-to-step changes are not its signal
     assert famo.weights() == {"fast": 1.0, "slow": 1.0}
@@ -440,13 +440,13 @@ def test_famo_same_batch_update_moves_on_the_losses_before_and_after_the_step():
         famo.on_step_reevaluated({"fast": 1.0, "slow": 1.0}, {"fast": 0.8, "slow": 0.99})
     assert famo.weights()["slow"] > 1.0 > famo.weights()["fast"]
     # The same δ through the next-step update gives the same ξ (one formula, two places to measure it).
-    other = FAMOWeighting(["fast", "slow"])
+    other = FAMOWeighting(["fast", "slow"], update="next_step")
     for _ in range(5):
         other.on_step_end({"fast": 1.0, "slow": 1.0})
         other.on_step_end({"fast": 0.8, "slow": 0.99})
         other.prev_seen.zero_()  # compare only before -> after pairs
     assert other.weights() == pytest.approx(famo.weights())
-    with pytest.raises(ValueError, match="famo: unknown update 'paper'; choose one of next_step, same_batch"):
+    with pytest.raises(ValueError, match="famo: unknown update 'paper'; choose one of same_batch, next_step"):
         FAMOWeighting(["a"], update="paper")
 
 
