@@ -4,7 +4,8 @@
 Each input row names its task. Rows are tokenised one by one the way their task was trained (token-classification
 rows as whitespace-split words, so the predicted tags map back to words; pair tasks as text pairs), then padded
 together and run through the encoder once per batch; multiple-choice rows, whose inputs have another shape, run in
-batches of their own.
+batches of their own. When a row's encoding does not depend on its task (hard sharing, no task embedding), rows whose
+tokens are the same (one text asked for several tasks) are encoded once and every task's head reads that encoding.
 """
 
 from __future__ import annotations
@@ -94,8 +95,15 @@ class MultiTaskPredictor:
 
     # ------------------------------------------------------------------ forward passes
 
+    @property
+    def shares_encodings(self) -> bool:
+        """One encoder pass serves every task of a text: the encoder ignores the task (see `encodes_per_task`)."""
+        return not self.model.sharing.encodes_per_task and self.model.task_embedding is None
+
     @torch.no_grad()
     def _run_mixed(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.shares_encodings:
+            return self._run_shared(items)
         batch = self.tokenizer.pad([dict(item["encoding"]) for item in items], padding=True, return_tensors="pt")
         task_ids = torch.tensor([self.model.config.task_index(item["task"]) for item in items])
         device = next(self.model.parameters()).device
@@ -104,6 +112,27 @@ class MultiTaskPredictor:
         for task, logits in outputs.task_logits.items():
             for position, row in enumerate(outputs.task_indices[task].tolist()):
                 results[row] = self._decode(items[row], logits[position].float().cpu())
+        return results
+
+    @torch.no_grad()
+    def _run_shared(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each distinct token sequence encoded once; each task's head on the encodings of its rows."""
+        unique: dict[tuple, int] = {}
+        positions = [unique.setdefault(_tokens_key(item["encoding"]), len(unique)) for item in items]
+        first = {position: index for index, position in reversed(list(enumerate(positions)))}
+        batch = self.tokenizer.pad([dict(items[first[p]]["encoding"]) for p in range(len(unique))], padding=True,
+                                   return_tensors="pt")
+        device = next(self.model.parameters()).device
+        inputs = {key: value.to(device) for key, value in batch.items()}
+        hidden = self.model.encode(torch.zeros(len(unique), dtype=torch.long, device=device), inputs).hidden_states
+        mask = inputs.get("attention_mask")
+        results: list[dict[str, Any]] = [{} for _ in items]
+        for task in dict.fromkeys(item["task"] for item in items):
+            rows = [row for row, item in enumerate(items) if item["task"] == task]
+            gather = torch.tensor([positions[row] for row in rows], device=device)
+            logits = self.model.heads[task](hidden[gather], mask[gather] if mask is not None else None, len(rows))
+            for offset, row in enumerate(rows):
+                results[row] = self._decode(items[row], logits[offset].float().cpu())
         return results
 
     @torch.no_grad()
@@ -148,6 +177,11 @@ class MultiTaskPredictor:
                 for i, word in enumerate(item["words"])
             ]
         return result
+
+
+def _tokens_key(encoding) -> tuple:
+    """What the encoder sees of a row: equal keys, equal encodings (under a task-independent encoder)."""
+    return tuple(tuple(encoding[key]) for key in ("input_ids", "token_type_ids", "attention_mask") if key in encoding)
 
 
 def _text(row: Mapping[str, Any], generic: str, column: str | None, index: int, task: str):

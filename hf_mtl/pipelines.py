@@ -4,7 +4,7 @@
 the usual factory works (`device=`, `batch_size=`, a local folder or a Hub id) and returns, per text, one result per
 task: `{"sentiment": {"label": ..., "score": ..., "scores": {...}}, "ner": [{"entity_group": "PER", ...}], ...}`.
 The rows of all texts and tasks of a call are batched together through the model's mixed-task forward
-(`MultiTaskPredictor`), `batch_size` rows per pass.
+(`MultiTaskPredictor`), `batch_size` rows per pass; under hard sharing each text is encoded once for all its tasks.
 """
 
 from __future__ import annotations

@@ -115,6 +115,34 @@ def test_predictor_runs_one_mixed_forward_per_batch(trained):
     assert alone[3]["value"] == pytest.approx(results[3]["value"], abs=1e-3)
 
 
+def test_predictor_encodes_a_text_once_for_all_its_tasks(trained, monkeypatch):
+    """Hard sharing without a task embedding: a text asked for K tasks is one encoder row, not K; the answers are
+    those of the routed forward (one row per text and task)."""
+    model, tokenizer = AutoModel.from_pretrained(trained), AutoTokenizer.from_pretrained(trained)
+    texts = ["Bob liked the film", "Ann flew to Oslo", "Bob liked the film"]
+    rows = [{"task": task, "text": text} for text in texts for task in ("sentiment", "entities", "topics", "rating")]
+    encoder_rows = []
+    model.encoder.register_forward_hook(lambda module, args, kwargs, output: encoder_rows.append(output[0].shape[0]),
+                                        with_kwargs=True)
+    predictor = MultiTaskPredictor(model, tokenizer, batch_size=32)
+    assert predictor.shares_encodings
+    shared = predictor.predict(rows)
+    assert encoder_rows == [2]  # two distinct texts
+    monkeypatch.setattr(MultiTaskPredictor, "shares_encodings", property(lambda self: False))
+    routed = predictor.predict(rows)
+    assert encoder_rows == [2, 12]
+    for first, second in zip(shared, routed):
+        assert first.keys() == second.keys() and first["task"] == second["task"]
+        for key in ("scores", "value"):
+            if key in first:
+                assert first[key] == pytest.approx(second[key], abs=1e-4)
+        if "tokens" in first:
+            assert [t["tag"] for t in first["tokens"]] == [t["tag"] for t in second["tokens"]]
+    # A scheme whose encoder depends on the task (LoRA adapters, private encoders, ...) keeps one row per task.
+    monkeypatch.setattr(type(model.sharing), "encodes_per_task", True)
+    assert not MultiTaskPredictor(model, tokenizer).shares_encodings
+
+
 def test_evaluate_with_the_recipe_or_files_matches_training(trained, tmp_path, capsys):
     overrides = [item for override in TINY for item in ("-o", override)]
     code, out, _ = run_cli(["evaluate", str(trained), "--data", DEMO, *overrides, "--output", str(tmp_path / "a.json")], capsys)

@@ -105,6 +105,9 @@ class SharingScheme(nn.Module):
     Options: ClassVar[type] = NoOptions
     #: Human-readable name of a unit, for messages ("LoRA adapter", "private encoder", ...).
     unit_label: ClassVar[str] = ""
+    #: Whether a row's encoding depends on its task (adapters, private encoders, gates, policies). When it does not,
+    #: one encoder pass serves every task of a text (the predictor and the pipeline use this).
+    encodes_per_task: ClassVar[bool] = True
 
     def __init__(self, config: SharedConfig):
         super().__init__()

@@ -14,3 +14,4 @@ class HardSharing(SharingScheme):
     """
 
     name = "hard"
+    encodes_per_task = False
