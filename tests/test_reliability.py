@@ -52,18 +52,20 @@ def make_trainer(tmp_path, tokenizer, data, adversarial=False, **overrides) -> M
 
 
 def inject_nan(monkeypatch, trainer, tasks, when=lambda call: True):
-    """Make the loss of `tasks` NaN on the forward calls (counted from 0) for which `when(call)` holds."""
+    """Make the loss of `tasks` NaN on the training forward calls (counted from 0) for which `when(call)` holds.
+    Forwards without gradients (FAMO's re-evaluation of a step's batches) are neither counted nor changed."""
     calls = {"n": 0}
     model = trainer.model
     original_forward = model.forward
 
     def counting_forward(*args, **kwargs):
         output = original_forward(*args, **kwargs)
-        if model.training and output.task_losses and when(calls["n"]):
+        training = model.training and torch.is_grad_enabled()
+        if training and output.task_losses and when(calls["n"]):
             for name in tasks:
                 if name in output.task_losses:
                     output.task_losses[name] = output.task_losses[name] * float("nan")
-        calls["n"] += model.training
+        calls["n"] += training
         return output
 
     monkeypatch.setattr(model, "forward", counting_forward)

@@ -136,7 +136,7 @@ class MultiTaskTrainer(Trainer):
         # Learnable task weights sit beside the model, on its device: NCCL reduces only device tensors.
         self.weighting.to(self.args.device)
         self.add_callback(MultiTaskCallback(self))
-        self.add_callback(SharingCallback(self))
+        self.add_callback(SharingCallback())
         if args.task_affinity_steps > 0:
             self.add_callback(TaskAffinityCallback(self))
 
