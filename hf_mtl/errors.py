@@ -16,5 +16,10 @@ class LabelError(HfMtlError):
     """A label is outside its task's label set or has the wrong shape or dtype."""
 
 
+class UnknownLabelError(LabelError):
+    """A label name that is not in its task's label set (the one label error a caller may want to explain further,
+    e.g. when the label set was read off the training split)."""
+
+
 class CheckpointError(HfMtlError):
     """A checkpoint does not match its config (missing or unexpected heads, encoder weights, shapes)."""

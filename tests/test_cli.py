@@ -60,8 +60,9 @@ def test_transfer_refuses_an_evaluation_label_the_training_data_never_shows(trai
     code, _, err = run_cli(["transfer", str(trained), "--new-task", "review", "--data", str(train), "--eval-data", str(evaluation),
                             "--output-dir", str(tmp_path / "out"), "--max-steps", "1"], capsys)
     last = err.strip().splitlines()[-1]  # above it: datasets' loading bars
-    assert code == 2 and last.startswith("hf-mtl: error: Task 'review': --eval-data ") and "Traceback" not in err
-    assert "eval.jsonl, row 2: label 'meh' is one the training data never shows" in last and "--labels" in last
+    assert code == 2 and last.startswith("hf-mtl: error: --eval-data ") and "Traceback" not in err
+    assert "eval.jsonl: Task 'review' (evaluation split), row 2: label 'meh' is not in the label set ['neg', 'pos']" in last
+    assert "read off the training data" in last and "--labels" in last
     assert not (tmp_path / "out").exists()  # refused before any work
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from datasets import Dataset, load_dataset
 
-from ..data import DEFAULT_TEXT_COLUMNS, label_column
-from ..errors import TaskError
+from ..data import DEFAULT_TEXT_COLUMNS, encode_labels, label_column
+from ..errors import LabelError, TaskError
 from ..tasks import TaskSpec
 
 
@@ -87,22 +87,22 @@ def build_task_spec(args: argparse.Namespace, *datasets: Dataset) -> TaskSpec:
     return TaskSpec.from_any(values)
 
 
+INFERRED_LABELS_FIX = ("The labels were read off the training data: pass --labels with every label to keep it as a "
+                       "class without training rows, or fix the row.")
+
+
 def check_unseen_labels(spec: TaskSpec, dataset: Dataset | None, where: str) -> None:
     """A label of the evaluation data that the training data never shows would be a class without a training row:
-    refuse it, naming the row (1-based) and the fix, as the recipe loader does."""
+    refuse it now with `encode_labels`' message (the row, 1-based, and the value) and the CLI's fix."""
     if spec.labels is None or spec.type not in ("sequence_classification", "token_classification"):
         return  # multi-label rows may be multi-hot vectors, not names
-    known, column = set(spec.labels), label_column(spec)
+    column = label_column(spec)
     if dataset is None or column not in dataset.column_names:
         return
-    for row, value in enumerate(dataset[column], start=1):
-        values = value if isinstance(value, (list, tuple)) else [value]
-        unseen = [name for name in map(_label_name, values) if name is not None and name not in known]
-        if unseen:
-            raise TaskError(
-                f"Task {spec.name!r}: {where}, row {row}: label {unseen[0]!r} is one the training "
-                f"data never shows (labels read off it: {spec.labels}). Pass --labels with every label to keep it "
-                "as a class without training rows, or fix the row.")
+    try:
+        encode_labels(dataset[column], spec, "evaluation", unknown_label_fix=INFERRED_LABELS_FIX)
+    except LabelError as error:
+        raise TaskError(f"{where}: {error}") from None
 
 
 def infer_labels(values: dict[str, Any], datasets) -> list[str] | None:
@@ -121,14 +121,6 @@ def infer_labels(values: dict[str, Any], datasets) -> list[str] | None:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in found):
         return [str(i) for i in range(int(max(found)) + 1)]  # integer ids: names are the ids
     return sorted(str(v) for v in found)
-
-
-def _label_name(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class TaskSpecStub:

@@ -13,7 +13,7 @@ from typing import Any
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from ..errors import HfMtlError, LabelError
+from ..errors import HfMtlError, LabelError, UnknownLabelError
 from ..tasks import TaskSpec
 
 
@@ -59,8 +59,14 @@ def check_columns(dataset: Dataset, task: TaskSpec, split: str, need_labels: boo
         )
 
 
-def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Sequence[Sequence[str]] | None = None) -> list:
-    """Map raw label values (names or ids) to the head's format, naming the first bad row."""
+UNKNOWN_LABEL_FIX = "Add it to the task's `labels` or fix the data."
+
+
+def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Sequence[Sequence[str]] | None = None,
+                  unknown_label_fix: str = UNKNOWN_LABEL_FIX) -> list:
+    """Map raw label values (names or ids) to the head's format, naming the first bad row (1-based). A name outside
+    the label set raises `UnknownLabelError` ending in `unknown_label_fix` (callers that inferred the label set say
+    where it came from and how to keep the label)."""
     label2id = task.label2id
     names = task.labels or []
 
@@ -71,9 +77,9 @@ def encode_labels(values: Sequence[Any], task: TaskSpec, split: str, tokens: Seq
             if value not in label2id:
                 near = [name for name in names if name.strip() == value.strip()]
                 hint = f" It differs from {near[0]!r} only by white space." if near else ""
-                raise LabelError(
+                raise UnknownLabelError(
                     f"Task {task.name!r} ({split} split), row {row + 1}: label {value!r} is not in the label set {names}."
-                    f"{hint} Add it to the task's `labels` or fix the data."
+                    f"{hint} {unknown_label_fix}"
                 )
             return label2id[value]
         if isinstance(value, (int,)) or (isinstance(value, float) and float(value).is_integer()):

@@ -29,6 +29,8 @@ from datasets import ClassLabel, Dataset, Value, load_dataset
 from ..data import encode_labels, label_column, text_columns
 from ..data.augmentation import AugmentationConfig
 from ..data.demo_data import demo_datasets
+from ..data.preprocessing import UNKNOWN_LABEL_FIX
+from ..errors import UnknownLabelError
 from ..tasks import TaskSpec
 from .arguments import DATA_FORMATS, TaskEntry
 from .loader import Recipe
@@ -297,21 +299,23 @@ def infer_labels(recipe: Recipe, key: str, task: TaskEntry, raw: dict[str, Datas
     return names
 
 
+INFERRED_LABELS_FIX = ("The labels were read off the training split: fix the row, or keep the label as a class without "
+                       "training rows by listing every label under `labels` or setting `labels_from: all_splits`.")
+
+
 def check_labels(recipe: Recipe | None, key: str, spec: TaskSpec, dataset: Dataset, source: str, split: str, given: bool) -> None:
     """Every label of the split must be in the label set (checked now, not mid-training)."""
     if spec.type == "multiple_choice":
         return
     words = dataset[text_columns(spec)[0]] if spec.type == "token_classification" else None
+    inferred_elsewhere = not given and split != "train"  # the label set was read off the training split
+    fix = INFERRED_LABELS_FIX if inferred_elsewhere else UNKNOWN_LABEL_FIX
     try:
-        encode_labels(dataset[label_column(spec)], spec, split, tokens=words)
+        encode_labels(dataset[label_column(spec)], spec, split, tokens=words, unknown_label_fix=fix)
     except ValueError as error:
-        message, target = f"{source}: {error}", f"{key}.labels" if given else f"{key}.label_column"
-        if not given and split != "train" and "is not in the label set" in message:
-            target = f"{key}.labels"
-            message = message.replace(" Add it to the task's `labels` or fix the data.", "") + (
-                " The labels were read off the training split: fix the row, or keep the label as a class without "
-                "training rows by listing every label under `labels` or setting `labels_from: all_splits`.")
-        raise _error(recipe, target, message) from None
+        unknown_here = inferred_elsewhere and isinstance(error, UnknownLabelError)
+        target = f"{key}.labels" if given or unknown_here else f"{key}.label_column"
+        raise _error(recipe, target, f"{source}: {error}") from None
 
 
 def _describe(recipe: Recipe, task: TaskEntry, raw: dict[str, Dataset]) -> str:
