@@ -25,12 +25,9 @@ from ..configuration_multitask import MultiTaskConfig
 from ..heads import HEADS
 from .arguments import DataArguments, ModelArguments, TaskEntry, config_fields
 from .errors import RecipeError
-from .recipe import _SECRET as _SECRET  # re-exported: these names were defined here before the split
 from .recipe import Recipe
-from .validation import GENERATED_TASKS as GENERATED_TASKS
+from .validation import GENERATED_TASKS as GENERATED_TASKS  # re-exported: defined here before the split
 from .validation import _check_backbone, _parse, _parse_task, _training_arguments, _unknown
-from .validation import _check_data as _check_data
-from .validation import _coerce as _coerce
 
 
 SECTIONS = ("description", "model", "data", "tasks", "training")

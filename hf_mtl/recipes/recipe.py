@@ -9,19 +9,15 @@ the YAML reading and override machinery, and so the loader reads as the pipeline
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..hub.redaction import drop_secrets
+from ..hub.redaction import SECRET_KEY, drop_secrets
 from ..training.arguments import MultiTaskTrainingArguments
 from .arguments import DataArguments, ModelArguments, TaskEntry
 from .errors import RecipeError
 from .validation import _training_arguments
-
-
-_SECRET = re.compile(r"token|password|secret|key", re.IGNORECASE)
 
 
 @dataclass
@@ -96,7 +92,7 @@ class Recipe:
         lines = [self.text.rstrip()]
         for override in self.overrides:
             key, _, _ = override.partition("=")
-            lines.append(f"# --override {key}=<redacted>" if _SECRET.search(key) else f"# --override {override}")
+            lines.append(f"# --override {key}=<redacted>" if SECRET_KEY.search(key) else f"# --override {override}")
         return "\n".join(lines)
 
     def resolved_dict(self) -> dict[str, Any]:
