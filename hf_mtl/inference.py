@@ -117,14 +117,18 @@ class MultiTaskPredictor:
     @torch.no_grad()
     def _run_shared(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each distinct token sequence encoded once; each task's head on the encodings of its rows."""
-        unique: dict[tuple, int] = {}
-        positions = [unique.setdefault(_tokens_key(item["encoding"]), len(unique)) for item in items]
-        first = {position: index for index, position in reversed(list(enumerate(positions)))}
-        batch = self.tokenizer.pad([dict(items[first[p]]["encoding"]) for p in range(len(unique))], padding=True,
-                                   return_tensors="pt")
+        unique: dict[tuple, int] = {}  # token sequence -> its row in the encoder batch
+        positions, encodings = [], []
+        for item in items:
+            key = _tokens_key(item["encoding"])
+            if key not in unique:
+                unique[key] = len(encodings)
+                encodings.append(dict(item["encoding"]))
+            positions.append(unique[key])
+        batch = self.tokenizer.pad(encodings, padding=True, return_tensors="pt")
         device = next(self.model.parameters()).device
         inputs = {key: value.to(device) for key, value in batch.items()}
-        hidden = self.model.encode(torch.zeros(len(unique), dtype=torch.long, device=device), inputs).hidden_states
+        hidden = self.model.encode(torch.zeros(len(encodings), dtype=torch.long, device=device), inputs).hidden_states
         mask = inputs.get("attention_mask")
         results: list[dict[str, Any]] = [{} for _ in items]
         for task in dict.fromkeys(item["task"] for item in items):
