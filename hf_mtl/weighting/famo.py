@@ -70,7 +70,6 @@ class FAMOWeighting(LossWeighting):
         if update not in self.UPDATES:
             raise ValueError(f"famo: unknown update {update!r}; choose one of {', '.join(self.UPDATES)}.")
         self.update = update
-        self.reevaluates_step = update == "same_batch"
         self.lr = check_number(self.name, "lr", lr, low=0.0, strict=True, fix="Use a positive rate (paper: 0.025).")
         self.gamma = check_number(self.name, "gamma", gamma, low=0.0, fix="Use a decay >= 0 (paper: 1e-3).")
         self.eps = check_number(self.name, "eps", eps, low=0.0, strict=True, fix="Use a small positive value (1e-8).")
@@ -86,6 +85,10 @@ class FAMOWeighting(LossWeighting):
         self.register_buffer("adam_step", torch.zeros(k))
         self.register_buffer("prev_loss", torch.zeros(k))
         self.register_buffer("prev_seen", torch.zeros(k, dtype=torch.bool))
+
+    @property
+    def reevaluates_step(self) -> bool:
+        return self.update == "same_batch"
 
     def weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, (len(self.task_names) * torch.softmax(self.logits, 0)).tolist()))
