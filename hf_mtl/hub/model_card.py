@@ -2,7 +2,8 @@
 
 The Trainer's own card knows nothing about tasks and leaves `model-index` empty. This card states each task with its
 type and labels, the backbone, the training set-up, where the data came from (saying so when it was generated) and
-the per-task results, which also go into `model-index` so the Hub shows them and `ModelCard.load` gives them back.
+the per-task results, which also go into the card's metadata (`model-index` for tasks on a Hub dataset, so the Hub
+shows them; `hf_mtl.eval_results` for every task, which `read_eval_results` gives back: see `model_index.py`).
 """
 
 from __future__ import annotations
