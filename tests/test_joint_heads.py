@@ -10,7 +10,6 @@ from hf_mtl.evaluation.comparison import trainer_task_rows
 from hf_mtl.tasks import TaskSpec
 
 from .conftest import tiny_bert_config
-from .test_trainer import tokenizer  # noqa: F401  (fixture)
 
 
 WORDS = [(["flights", "from", "boston", "to", "denver"], ["O", "O", "B-from", "O", "B-to"], "flight"),

@@ -4,7 +4,7 @@ from datasets import Dataset
 
 from hf_mtl.sampling import build_task_sampler
 
-from .test_trainer import make_model, make_trainer, params, tokenizer  # noqa: F401  (fixture)
+from .test_trainer import make_trainer, params
 
 
 def _sampler(**kwargs):

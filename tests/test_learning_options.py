@@ -12,7 +12,7 @@ from hf_mtl.heads import pool
 from hf_mtl.training.trainer import task_loss_scales
 
 from .conftest import tiny_bert_config
-from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+from .test_trainer import data, make_model, make_trainer  # noqa: F401  (fixture)
 
 
 TASKS = [

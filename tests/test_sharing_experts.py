@@ -12,7 +12,7 @@ from hf_mtl.data.demo_data import demo_datasets
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
-from .test_trainer import make_model, make_trainer, tokenizer  # noqa: F401  (fixture)
+from .test_trainer import make_model, make_trainer
 
 
 def build(scheme="mmoe", dropout=0.0, **options):

