@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,60 @@ def test_two_nodes_match_one_process(tmp_path):
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["digest"] == pytest.approx(ranks[1]["digest"], rel=1e-9)
     assert ranks[0]["digest"] == pytest.approx(one["digest"], rel=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting,batching,extra", [("static", "per_task", []), ("dwa", "mixed", ["refine"]),
+                                                      ("famo", "mixed", [])])
+def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, extra):
+    """FSDP2 through Trainer and accelerate's own FSDP path, on two CPU processes: every parameter is sharded, the
+    update equals DDP's with the same per-process batches (mixed batches too: a head one process's micro-batch
+    does not use still enters the reduce-scatter), and the saved model loads with a plain `from_pretrained`."""
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
+    ddp.mkdir(), fsdp.mkdir()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    run([*torchrun, str(ddp), "4", weighting, batching, *extra], tmp_path)
+    run([*torchrun, str(fsdp), "4", weighting, batching, "fsdp", *extra], tmp_path)
+    reference, sharded = load(ddp), load(fsdp)
+    assert sharded["world_size"] == 2 and sharded["sharded"] == sharded["parameters"]
+    assert sharded["digest"] == pytest.approx(reference["digest"], rel=1e-7)  # the reloaded FSDP checkpoint
+    for key, value in reference["metrics"].items():
+        if key.endswith(("_loss", "_average")):
+            assert sharded["metrics"][key] == pytest.approx(value, abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_fsdp_resume_continues_exactly(tmp_path):
+    """A run resumed from an FSDP checkpoint (sharded optimizer state, FAMO's weights) ends where the uninterrupted run ends."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir(), (resumed / "checkpoints").mkdir(parents=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    run([*torchrun, str(whole), "4", "famo", "mixed", "fsdp", "save"], tmp_path)
+    shutil.copytree(whole / "checkpoints" / "checkpoint-3", resumed / "checkpoints" / "checkpoint-3")
+    run([*torchrun, str(resumed), "4", "famo", "mixed", "fsdp", "resume"], tmp_path)
+    weights = [[entry["weight_rating"] for entry in load(path)["log"] if "weight_rating" in entry] for path in (whole, resumed)]
+    assert weights[1] == weights[0][-len(weights[1]):]
+    assert load(resumed)["digest"] == pytest.approx(load(whole)["digest"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_every_weighting_in_every_precision_on_two_processes(tmp_path):
+    """tests/test_precision.py's matrix on two processes (global batch 8 = 2 processes x 4 rows, or x 2 rows x 2
+    accumulation steps): every update finite, the encoder moved, fp16's scaler stepped without overflow, both
+    processes hold the same weights; and where accumulation is defined to equal a larger batch (one task per step,
+    or per-task gradients combined once per step), accumulation 2 makes the same fp32 update as none."""
+    from hf_mtl.weighting import WEIGHTINGS
+
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(SCRIPT.parent / "precision_matrix.py"), str(tmp_path)], tmp_path)
+    ranks = [json.loads((tmp_path / f"precision_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert len(ranks[0]) == len(WEIGHTINGS.choices()) * 3 * 2
+    for arm, result in ranks[0].items():
+        assert result["world_size"] == 2 and result["steps"] == 3, arm
+        assert result["finite"] and result["weights_finite"] and result["encoder_moved"], arm
+        if arm.split("/")[1] == "fp16":
+            assert result["scale"] >= 2.0**10, arm
+        assert ranks[1][arm]["update"] == pytest.approx(result["update"], rel=1e-9), arm
+    for weighting in ("static", "uncertainty", "pcgrad", "cagrad", "gradnorm"):
+        one, two = ranks[0][f"{weighting}/fp32/1"]["update"], ranks[0][f"{weighting}/fp32/2"]["update"]
+        assert two == pytest.approx(one, rel=1e-4), weighting

@@ -85,26 +85,46 @@ def test_sharded_training_is_refused_where_it_cannot_run(tmp_path, monkeypatch):
     from hf_mtl.training.compatibility import check_launcher
     from hf_mtl.weighting import build_weighting
 
-    static, pcgrad, rep_norm = (build_weighting(name, TASKS) for name in ("static", "pcgrad", "rep_norm"))
+    static, uncertainty, pcgrad, rep_norm = (build_weighting(n, TASKS) for n in ("static", "uncertainty", "pcgrad", "rep_norm"))
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), fsdp="full_shard", report_to="none")
-    # On CPU accelerate trains plain DDP instead of FSDP: refused, naming the DDP launch.
-    with pytest.raises(ValueError, match=r"fsdp was requested, but these processes run on the CPU.*drop 'fsdp' \(DDP"):
+    # CPU: FSDP2 shards across several processes (tests/test_multiprocess.py); one process or FSDP1 is refused.
+    with pytest.raises(ValueError, match=r"fsdp shards the model across processes, but this is one CPU process"):
         check_launcher(args, static)
-    # On a GPU: loss weightings run; per-task gradients and task affinity are refused with the alternative.
-    monkeypatch.setattr(MultiTaskTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
+    monkeypatch.setattr(MultiTaskTrainingArguments, "world_size", property(lambda self: 2))
     check_launcher(args, static)
+    version1 = MultiTaskTrainingArguments(output_dir=str(tmp_path), fsdp="full_shard", fsdp_config={"version": 1},
+                                          report_to="none")
+    with pytest.raises(ValueError, match=r"FSDP version 1 was requested on CPU processes.*'version': 2"):
+        check_launcher(version1, static)
+    # Per-task gradients, learned task weights and task affinity are refused under sharding, naming the alternative.
     for weighting in (pcgrad, rep_norm):
-        with pytest.raises(ValueError, match=r"which fsdp shards.*static, uncertainty, dwa or famo"):
+        with pytest.raises(ValueError, match=r"which fsdp shards.*static, dwa or famo"):
             check_launcher(args, weighting)
+    args.weighting = "uncertainty"
+    with pytest.raises(ValueError, match=r"'uncertainty' learns task weights.*static, dwa or famo"):
+        check_launcher(args, uncertainty)
     args.task_affinity_steps = 5
     with pytest.raises(ValueError, match="task_affinity_steps > 0 measures task affinity"):
         check_launcher(args, static)
-    # The accelerate launcher's DeepSpeed switch counts too; without any, nothing is checked.
+    # DeepSpeed (arguments or the accelerate launcher's switch) needs GPUs; on GPUs it gets the same checks.
     plain = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none")
     check_launcher(plain, pcgrad)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match=r"deepspeed was requested, but these processes run on the CPU.*FSDP"):
+        check_launcher(plain, static)
+    monkeypatch.setattr(MultiTaskTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
+    check_launcher(plain, static)
     with pytest.raises(ValueError, match="which deepspeed shards"):
         check_launcher(plain, pcgrad)
+
+
+def test_fsdp_wraps_the_encoder_layers_not_the_embeddings_parent():
+    """accelerate shards the input embedding as a unit of its own; wrapping BertEmbeddings too would shard it twice."""
+    from hf_mtl.training.sharding import fsdp_wrap_classes
+
+    model = make_model()
+    assert "BertEmbeddings" in model._no_split_modules
+    assert fsdp_wrap_classes(model) == ["BertLayer"]
 
 
 # ------------------------------------------------------------------ training and logging

@@ -8,7 +8,6 @@ Each check here raises with what to change.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..errors import TaskError
 from ..evaluation import main_metric
 from ..modeling_multitask import MultiTaskModel
 from .arguments import MultiTaskTrainingArguments
+from .sharding import fsdp_version, sharded_training
 
 
 def check_trainer_inputs(model: Any, args: Any, compute_metrics: Any) -> None:
@@ -69,36 +69,45 @@ def check_compatibility(model: MultiTaskModel, args: MultiTaskTrainingArguments,
         raise ValueError("orthogonality_weight > 0 needs a shared-private model (config `sharing='shared_private'`).")
 
 
-def sharded_training(args: MultiTaskTrainingArguments) -> str | None:
-    """"fsdp" or "deepspeed" when the arguments or the accelerate launcher ask for sharded training, else None."""
-    if args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        return "fsdp"
-    if args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        return "deepspeed"
-    return None
-
-
 def check_launcher(args: MultiTaskTrainingArguments, weighting) -> None:
     """Sharded training (FSDP, DeepSpeed ZeRO) with what cannot run under it, refused before any work.
 
-    accelerate enables FSDP and DeepSpeed on GPUs (and other accelerators) only: on CPU processes it trains plain DDP
-    instead, silently. Under sharding, the strategies that take per-task gradients (gradnorm, pcgrad, cagrad) or
-    differentiate the heads apart (rep_norm), and task affinity, call autograd on parameters that are sharded and
-    bypass `accelerator.backward`; they are refused, naming the loss weightings that work (one backward pass)."""
+    FSDP2 runs on GPUs and, through `sharding.enable_fsdp_on_cpu`, on several CPU processes; DeepSpeed and FSDP1 need
+    GPUs (on CPU processes accelerate would silently train plain DDP). Under sharding, the strategies that take
+    per-task gradients (gradnorm, pcgrad, cagrad) or differentiate the heads apart (rep_norm), and task affinity,
+    call autograd on parameters that are sharded and bypass `accelerator.backward`; they are refused, naming the loss
+    weightings that work (one backward pass)."""
     sharding = sharded_training(args)
     if sharding is None:
         return
     if args.device.type == "cpu":
-        raise ValueError(
-            f"{sharding} was requested, but these processes run on the CPU, where accelerate does not shard: training "
-            f"would run as plain DDP. On CPU, drop {sharding!r} (DDP: `torchrun --nproc_per_node N` or "
-            "`accelerate launch --multi_gpu --num_processes N`); shard on GPUs."
-        )
+        ddp = "DDP: `torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`"
+        if sharding == "deepspeed":
+            raise ValueError(
+                "deepspeed was requested, but these processes run on the CPU, where accelerate does not run DeepSpeed: "
+                f"training would run as plain DDP. On CPU, drop 'deepspeed' and use FSDP (fsdp='full_shard') or {ddp}."
+            )
+        if fsdp_version(args) != 2:
+            raise ValueError(
+                f"FSDP version {fsdp_version(args)} was requested on CPU processes, where hf_mtl shards with FSDP2 only: "
+                "set fsdp_config={'version': 2} (or FSDP_VERSION=2 in the accelerate config)."
+            )
+        if args.world_size < 2:
+            raise ValueError(
+                "fsdp shards the model across processes, but this is one CPU process: launch several (`torchrun "
+                "--nproc_per_node 2 ...` or `accelerate launch --multi_gpu --num_processes 2 ...`), or drop 'fsdp'."
+            )
     if weighting.requires_task_gradients or weighting.needs_representation:
         raise ValueError(
             f"Weighting {args.weighting!r} takes per-task gradients (of the shared parameters, or through the heads), "
             f"which {sharding} shards and which bypass accelerator.backward. Under {sharding} use a loss weighting with "
-            "one backward pass: static, uncertainty, dwa or famo; or train with DDP."
+            "one backward pass: static, dwa or famo; or train with DDP."
+        )
+    if any(p.requires_grad for p in weighting.parameters()):
+        raise ValueError(
+            f"Weighting {args.weighting!r} learns task weights with the trainer's optimizer, outside the model; "
+            f"{sharding}'s optimizer preparation and checkpoints cover model parameters only. Under {sharding} use "
+            "static, dwa or famo; or train with DDP."
         )
     if args.task_affinity_steps > 0:
         raise ValueError(

@@ -18,6 +18,7 @@ overflow in the backward pass) is handled the same way. With an fp16 `GradScaler
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from ..errors import HfMtlError
 
@@ -50,9 +51,15 @@ def gradients_are_finite(parameters) -> bool:
     """Whether the gradient norm over every existing gradient is finite (one device sync). The fused norm kernels
     are what Trainer's own gradient clipping uses, and far faster on CPU than an element-wise `isfinite` pass."""
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=2.0)))
+    # Under FSDP the model's gradients are sharded DTensors and the task weights' are plain tensors: one norm each.
+    sharded = [g for g in grads if isinstance(g, DTensor)]
+    plain = [g for g in grads if not isinstance(g, DTensor)]
+    for group in (sharded, plain):
+        if group:
+            norm = torch.nn.utils.get_total_norm(group, norm_type=2.0)
+            if not torch.isfinite(norm.full_tensor() if isinstance(norm, DTensor) else norm):
+                return False
+    return True
 
 
 def non_finite_message(bad: dict[str, float], step: int, bad_gradient: bool = False, elsewhere: bool = False) -> str:

@@ -48,6 +48,7 @@ from .loss_options import set_label_smoothing, task_loss_scales
 from .loss_tracking import TaskLossTracker
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .parameter_groups import add_head_parameter_groups, add_sharing_parameter_groups
+from .sharding import configure_fsdp, unused_head_term
 from .step_reevaluation import StepReevaluation
 from .task_data import prepare_task_splits
 from .task_gradients import TaskGradientAccumulator
@@ -146,6 +147,11 @@ class MultiTaskTrainer(Trainer):
         check_compatibility(model, args, self.weighting, self.task_names)
         check_launcher(args, self.weighting)
 
+    def create_accelerator_and_postprocess(self) -> None:
+        # Trainer's Accelerator, then FSDP on CPU processes and the classes FSDP wraps (`sharding.py`).
+        super().create_accelerator_and_postprocess()
+        configure_fsdp(self)
+
     def _prepare_split(self, datasets, split, tokenizer, args, require_all) -> dict[str, Dataset]:
         return prepare_task_splits(self, datasets, split, tokenizer, args, require_all)
 
@@ -216,6 +222,9 @@ class MultiTaskTrainer(Trainer):
         auxiliary = self._auxiliary_loss(auxiliary_losses)
         if auxiliary is not None:
             loss = loss + auxiliary
+        if self.is_fsdp_enabled and self.args.batching == "mixed":  # every process reduce-scatters the same heads
+            unused = unused_head_term(model, task_losses)
+            loss = loss if unused is None else loss + unused
         self.loss_tracker.add({n: l.detach() for n, l in task_losses.items()}, auxiliary_losses)
         if self.step_reevaluation is not None:
             self.step_reevaluation.keep(inputs)

@@ -2,7 +2,11 @@
 
 Writes `result_rank<r>.json` with the world size, the task of every training micro-batch on this process, the
 eval metrics and a digest of the final weights, so a test can compare 1 process x batch 8 with 2 x batch 4.
-Usage: ddp_train.py OUTPUT_DIR PER_DEVICE_BATCH WEIGHTING BATCHING
+Usage: ddp_train.py OUTPUT_DIR PER_DEVICE_BATCH WEIGHTING BATCHING [OPTION ...], options:
+  fsdp     shard with FSDP2 (`fsdp="full_shard"`); the digest is then that of the saved model reloaded with
+           `MultiTaskModel.from_pretrained` on rank 0
+  refine   4 refinement steps per head after training
+  save     a checkpoint every 3 steps;  resume  resume from the newest checkpoint of OUTPUT_DIR/checkpoints
 """
 
 import json
@@ -20,6 +24,7 @@ from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 
 def main():
     output_dir, batch, weighting, batching = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    options = set(sys.argv[5:])
     # Row-level tasks only: a token task's loss is a mean over each micro-batch's tokens, so 2 x 4 rows and
     # 1 x 8 rows weigh tokens differently (as in transformers without `average_tokens_across_devices`).
     names = ["sentiment", "rating", "topics"]
@@ -32,9 +37,14 @@ def main():
     model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(names), classifier_dropout=0.0))
     args = MultiTaskTrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch, per_device_eval_batch_size=8, max_steps=6,
-        learning_rate=2e-3, weighting=weighting, batching=batching, report_to="none", save_strategy="no",
+        learning_rate=2e-3, weighting=weighting, batching=batching, report_to="none",
         disable_tqdm=True, logging_steps=3, max_seq_length=32, seed=11,
+        refine_steps=4 if "refine" in options else 0,
+        **({"fsdp": "full_shard", "fsdp_config": {"version": 2}} if "fsdp" in options else {}),
+        **({"save_strategy": "steps", "save_steps": 3} if options & {"save", "resume"} else {"save_strategy": "no"}),
     )
+    if options & {"save", "resume"}:
+        args.output_dir = os.path.join(output_dir, "checkpoints")
     trainer = MultiTaskTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset={n: d["train"] for n, d in data.items()}, eval_dataset={n: d["validation"] for n, d in data.items()},
@@ -48,14 +58,27 @@ def main():
         return forward(*a, **k)
 
     model.forward = recording_forward
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if "resume" in options else None)
+    from torch.distributed.tensor import DTensor  # FSDP2's sharded parameters
+
+    if "fsdp" in options:
+        trainer.model.reshard()  # after a forward pass (famo's re-evaluation) the root unit's are whole until then
+    sharded = [name for name, p in trainer.model.named_parameters() if isinstance(p, DTensor)]
     metrics = trainer.evaluate()
-    digest = float(sum(p.double().abs().sum() for p in model.parameters()))
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
+    result = {"log": trainer.state.log_history, "world_size": world, "tasks": seen, "metrics": metrics}
+    if "fsdp" in options:
+        result["sharded"] = sharded
+        result["parameters"] = [name for name, _ in trainer.model.named_parameters()]
+        trainer.save_model(os.path.join(output_dir, "final"))
+        if rank == 0:
+            model = MultiTaskModel.from_pretrained(os.path.join(output_dir, "final"))
+    if rank == 0 or "fsdp" not in options:
+        result["digest"] = float(sum(p.detach().double().abs().sum() for p in model.parameters()))
+        result["first_weights"] = model.encoder.embeddings.LayerNorm.weight[:8].tolist()
     with open(os.path.join(output_dir, f"result_rank{rank}.json"), "w") as f:
-        json.dump({"log": trainer.state.log_history, "world_size": world, "tasks": seen, "metrics": metrics, "digest": digest,
-                   "first_weights": model.encoder.embeddings.LayerNorm.weight[:8].tolist()}, f)
+        json.dump(result, f)
     trainer.accelerator.end_training()
 
 
