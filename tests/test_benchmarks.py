@@ -67,7 +67,7 @@ def test_in_process_measurements(tmp_path):
     results, markdown = run_benchmark(tmp_path, "--only", *measurements)
     check_structure(results, markdown, measurements)
     ids = [row["id"] for row in results["targets"]]
-    assert ids == ["1", "1b"] + ["2"] * 8 + ["3", "3b", "3c", "5", "5"]
+    assert ids == ["1", "1b"] + ["2"] * 9 + ["3", "3b", "3c", "5", "5"]
     # Backward passes are counted by a gradient hook, not assumed: one for loss weighting, one per task for gradient
     # weighting (K = 4, and every mixed batch of 16 rows holds all four tasks).
     strategies = results["measurements"]["weighting"]["strategies"]
@@ -75,6 +75,7 @@ def test_in_process_measurements(tmp_path):
     for name in ("uncertainty", "dwa", "famo_next_step", "rep_norm"):
         assert strategies[name]["backward_passes"] == 1 and strategies[name]["limit"] == 1.05
     assert strategies["famo"]["backward_passes"] == 1 and strategies["famo"]["limit"] == 1.5
+    assert strategies["gradnorm_rep"]["backward_passes"] == 1 and strategies["gradnorm_rep"]["limit"] == 1.3
     for name in ("gradnorm", "pcgrad", "cagrad"):
         assert strategies[name]["backward_passes"] == 4 and strategies[name]["limit"] == 4.5
     inference = results["measurements"]["inference"]

@@ -109,7 +109,8 @@ def new_run(name):
 
 
 def test_every_method_is_registered():
-    assert WEIGHTINGS.choices() == ["cagrad", "dwa", "famo", "gradnorm", "pcgrad", "rep_norm", "static", "uncertainty"]
+    assert WEIGHTINGS.choices() == ["cagrad", "dwa", "famo", "gradnorm", "gradnorm_rep", "pcgrad", "rep_norm", "static",
+                                    "uncertainty"]
 
 
 @pytest.mark.parametrize("name", WEIGHTINGS.choices())
@@ -193,7 +194,7 @@ def test_matrix_unknown_hyperparameter_lists_accepted_ones(name):
 def test_unknown_strategy_lists_choices():
     with pytest.raises(
         ValueError,
-        match=r"Unknown weighting 'pcgrd'. Choose one of: cagrad, dwa, famo, gradnorm, pcgrad, rep_norm, static, uncertainty. "
+        match=r"Unknown weighting 'pcgrd'. Choose one of: cagrad, dwa, famo, gradnorm, gradnorm_rep, pcgrad, rep_norm, static, uncertainty. "
         r"Did you mean 'pcgrad'",
     ):
         build_weighting("pcgrd", TASKS)
@@ -299,6 +300,38 @@ def test_rep_norm_with_one_task_is_static_and_refuses_a_missing_representation()
     with pytest.raises(ValueError, match="head_inputs"):
         strategy.combine(losses)
     assert isinstance(strategy, RepresentationNormWeighting) and strategy.state_dict() == {}
+
+
+def test_gradnorm_rep_applies_gradnorms_rule_to_the_norms_at_the_representation_in_one_backward_pass():
+    """The same weights as `gradnorm` fed with each task's gradient norm at the representation; the loss is
+    sum_i w_i L_i; measuring the norms runs no backward pass through the shared layer."""
+    torch.manual_seed(0)
+    model, strategy = ToyMultiTask(), build_weighting("gradnorm_rep", TASKS)
+    reference = build_weighting("gradnorm", TASKS)
+    for step in range(4):
+        x, targets = toy_batch(step)
+        x.requires_grad_(True)
+        reached = []
+        x.register_hook(lambda g: reached.append(1))  # a backward pass through the shared layer reaches x
+        losses = model(x, targets)
+        norms = {t: torch.autograd.grad(loss, model.hidden, retain_graph=True)[0].norm() for t, loss in losses.items()}
+        weights = strategy.weights()
+        total = strategy.combine(losses, representation=model.hidden)
+        assert not reached, "the norms are measured through the heads only"
+        assert torch.allclose(total, sum(weights[t] * losses[t] for t in TASKS))
+        total.backward()
+        assert len(reached) == 1
+        # gradnorm on gradients with those norms (direction irrelevant to its rule) moves its weights identically
+        reference.combine_gradients({t: torch.stack([norms[t], torch.zeros(())]) for t in TASKS},
+                                    {t: loss.detach() for t, loss in losses.items()})
+        for module in (strategy, reference):
+            module.on_step_end({t: float(loss) for t, loss in losses.items()})
+        assert strategy.weights() == pytest.approx(reference.weights(), rel=1e-5)
+        model.zero_grad()
+    assert strategy.weights() != pytest.approx(dict.fromkeys(TASKS, 1.0)), "the weights moved"
+    assert sum(strategy.weights().values()) == pytest.approx(len(TASKS))
+    with pytest.raises(ValueError, match="head_inputs"):
+        strategy.combine(model(*toy_batch(0)))
 
 
 def _rep_norm_rank(rank, port, results):
