@@ -75,11 +75,13 @@ def test_two_nodes_match_one_process(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting,batching,extra", [("static", "per_task", []), ("dwa", "mixed", ["refine"]),
-                                                      ("famo", "mixed", [])])
+                                                      ("famo", "mixed", []), ("famo", "mixed", ["bf16"])])
 def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, extra):
     """FSDP2 through Trainer and accelerate's own FSDP path, on two CPU processes: every parameter is sharded, the
     update equals DDP's with the same per-process batches (mixed batches too: a head one process's micro-batch
-    does not use still enters the reduce-scatter), and the saved model loads with a plain `from_pretrained`."""
+    does not use still enters the reduce-scatter), and the saved model loads with a plain `from_pretrained`. In bf16
+    FSDP computes with bf16 copies of the parameters (its MixedPrecisionPolicy) where DDP autocasts: close, not equal."""
+    rel, abs_metric = (1e-3, 0.05) if "bf16" in extra else (1e-7, 1e-4)
     ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
     ddp.mkdir(), fsdp.mkdir()
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
@@ -87,10 +89,10 @@ def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, ex
     run([*torchrun, str(fsdp), "4", weighting, batching, "fsdp", *extra], tmp_path)
     reference, sharded = load(ddp), load(fsdp)
     assert sharded["world_size"] == 2 and sharded["sharded"] == sharded["parameters"]
-    assert sharded["digest"] == pytest.approx(reference["digest"], rel=1e-7)  # the reloaded FSDP checkpoint
+    assert sharded["digest"] == pytest.approx(reference["digest"], rel=rel)  # the reloaded FSDP checkpoint
     for key, value in reference["metrics"].items():
         if key.endswith(("_loss", "_average")):
-            assert sharded["metrics"][key] == pytest.approx(value, abs=1e-4), key
+            assert sharded["metrics"][key] == pytest.approx(value, abs=abs_metric), key
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ Usage: ddp_train.py OUTPUT_DIR PER_DEVICE_BATCH WEIGHTING BATCHING [OPTION ...],
            `MultiTaskModel.from_pretrained` on rank 0
   refine   4 refinement steps per head after training
   save     a checkpoint every 3 steps;  resume  resume from the newest checkpoint of OUTPUT_DIR/checkpoints
+  bf16     bf16 mixed precision (under FSDP: its MixedPrecisionPolicy)
 """
 
 import json
@@ -39,7 +40,7 @@ def main():
         output_dir=output_dir, per_device_train_batch_size=batch, per_device_eval_batch_size=8, max_steps=6,
         learning_rate=2e-3, weighting=weighting, batching=batching, report_to="none",
         disable_tqdm=True, logging_steps=3, max_seq_length=32, seed=11,
-        refine_steps=4 if "refine" in options else 0,
+        refine_steps=4 if "refine" in options else 0, bf16="bf16" in options,
         **({"fsdp": "full_shard", "fsdp_config": {"version": 2}} if "fsdp" in options else {}),
         **({"save_strategy": "steps", "save_steps": 3} if options & {"save", "resume"} else {"save_strategy": "no"}),
     )
