@@ -29,7 +29,7 @@ class PCGradWeighting(GradientWeighting):
             a buffer, so a resumed run draws the same orders as an uninterrupted one.
 
     Missing tasks: the surgery runs over the tasks present in the step (one task: its gradient is returned as is).
-    Memory: one extra gradient-sized vector besides the output, whatever the number of tasks.
+    Memory: the output only, whatever the number of tasks (the surgery itself runs on the K x K Gram matrix).
     """
 
     name = "pcgrad"
@@ -53,18 +53,29 @@ class PCGradWeighting(GradientWeighting):
         if not names:
             raise ValueError("Weighting 'pcgrad' got no task gradients: pass at least one task.")
         grads = [task_gradients[name] for name in names]
-        squared_norms = [torch.dot(g, g) for g in grads]
+        # Every projected gradient is a combination of the original ones, so the surgery runs on the K x K Gram
+        # matrix and the update is one weighted sum: K(K+1)/2 dot products and K scaled additions over the
+        # parameters, instead of a copy, K-1 dot products and up to K-1 subtractions per task.
+        k = len(grads)
+        gram = torch.empty(k, k, dtype=torch.float64)
+        for i in range(k):
+            for j in range(i, k):
+                gram[i, j] = gram[j, i] = float(torch.dot(grads[i], grads[j]))
         generator = torch.Generator().manual_seed(0)
         generator.set_state(self.rng_state.cpu())
-        combined = torch.zeros_like(grads[0])
-        for i, grad in enumerate(grads):
-            projected = grad.clone()
-            for j in torch.randperm(len(grads), generator=generator).tolist():
-                if j == i or squared_norms[j] == 0:
+        total = torch.zeros(k, dtype=torch.float64)  # the update is sum_j total[j] g_j
+        for i in range(k):
+            coefficients = torch.zeros(k, dtype=torch.float64)  # g_i^PC = sum_j coefficients[j] g_j
+            coefficients[i] = 1.0
+            for j in torch.randperm(k, generator=generator).tolist():
+                if j == i or gram[j, j] == 0:
                     continue
-                dot = torch.dot(projected, grads[j])
+                dot = coefficients @ gram[:, j]  # g_i^PC . g_j
                 if dot < 0:
-                    projected.sub_(grads[j], alpha=float(dot / squared_norms[j]))
-            combined.add_(projected)
+                    coefficients[j] -= dot / gram[j, j]
+            total += coefficients
+        combined = grads[0] * float(total[0])
+        for j in range(1, k):
+            combined.add_(grads[j], alpha=float(total[j]))
         self.rng_state.copy_(generator.get_state())
         return combined
