@@ -22,7 +22,9 @@ from .common import interleaved, log, median, paired_ratios, target
 from .worker import launch
 
 
-RSS_ARMS = ["hf_trainer", "mtl_trainer", "mtl_static"]  # the quick preset leaves out the K-task arm (reported only)
+# The quick preset leaves out the K-task arms: static (reported in 4a), and the two ways of taking per-task gradients,
+# at the representation (gradnorm_rep, one backward pass: target 4c) and of every shared parameter (pcgrad, reported).
+RSS_ARMS = ["hf_trainer", "mtl_trainer", "mtl_static", "mtl_gradnorm_rep", "mtl_pcgrad"]
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"])
 
 
@@ -84,8 +86,17 @@ def run(context) -> dict:
     peak_k = {"ratio": None}
     if "mtl_static" in ranks:
         peak_k = paired_ratios(values("mtl_static", "peak_rss_mb"), values("hf_trainer", "peak_rss_mb"))
-    disk = disk_footprint(context)
     k = len(context.specs)
+    gradient_targets = []
+    if "mtl_gradnorm_rep" in ranks:
+        rep = paired_ratios(values("mtl_gradnorm_rep", "peak_rss_mb"), values("mtl_static", "peak_rss_mb"))
+        full = paired_ratios(values("mtl_pcgrad", "peak_rss_mb"), values("mtl_static", "peak_rss_mb"))
+        gradient_targets.append(target(
+            "4c", f"Peak RSS, K={k} mixed: gradnorm_rep (task gradients at the representation) / static", rep["ratio"],
+            "<=", 1.15, spread=(rep["ratio_min"], rep["ratio_max"]),
+            detail=f"{median(values('mtl_gradnorm_rep', 'peak_rss_mb')):.0f} vs {median(values('mtl_static', 'peak_rss_mb')):.0f} MiB; "
+                   f"pcgrad (every shared parameter, K gradients): {full['ratio']} ({median(values('mtl_pcgrad', 'peak_rss_mb')):.0f} MiB)"))
+    disk = disk_footprint(context)
     lora_total = sum(disk["adapters"].values()) + disk["backbone"]
     full_total = sum(disk["full_models"].values())
     mib = 2**20
@@ -101,6 +112,7 @@ def run(context) -> dict:
                    detail=f"{lora_total / mib:.1f} MiB vs {full_total / mib:.1f} MiB (LoRA r={LORA['r']} on query/value + "
                           f"classifier); hf_mtl hard sharing, one checkpoint for all {k} tasks: "
                           f"{disk['hard_sharing_checkpoint'] / mib:.1f} MiB ({disk['hard_sharing_checkpoint'] / full_total:.3f})"),
+            *gradient_targets,
         ],
         "details": {
             "peak_rss_mb": {arm: values(arm, "peak_rss_mb") for arm in arms},
