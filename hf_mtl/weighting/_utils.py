@@ -43,6 +43,16 @@ def stack_losses(strategy: str, names: Sequence[str], task_losses: Mapping[str, 
     return torch.stack([task_losses[name].reshape(()) for name in names])
 
 
+def check_representation(strategy: str, representation: torch.Tensor | None) -> None:
+    """Strategies that measure task gradients at the representation need the hidden states the heads read."""
+    if representation is None or not representation.requires_grad:
+        raise ValueError(
+            f"Weighting {strategy!r} needs the hidden states the heads read (`representation=`, the model "
+            "output's `head_inputs` in training mode). MultiTaskTrainer passes them; call `combine(losses, "
+            "representation=outputs.head_inputs)` when using the strategy by hand."
+        )
+
+
 def adam_update_(
     param: torch.Tensor,
     grad: torch.Tensor,

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from ..utils.distributed import is_distributed
-from ._utils import check_number, present_tasks, stack_losses
+from ._utils import check_number, check_representation, present_tasks, stack_losses
 from .base import WEIGHTINGS, LossWeighting
 
 
@@ -83,12 +83,7 @@ no task's exceeds the typical task's; the heads keep their own, unscaled gradien
         self._check_tasks(task_losses)
         names, index = present_tasks(self.task_names, task_losses)
         losses = stack_losses(self.name, names, task_losses)
-        if representation is None or not representation.requires_grad:
-            raise ValueError(
-                f"Weighting {self.name!r} needs the hidden states the heads read (`representation=`, the model "
-                "output's `head_inputs` in training mode). MultiTaskTrainer passes them; call `combine(losses, "
-                "representation=outputs.head_inputs)` when using the strategy by hand."
-            )
+        check_representation(self.name, representation)
         squared = torch.zeros(len(self.task_names), device=losses.device, dtype=torch.float32)
         grads = {}
         for name, i in zip(names, index):
