@@ -75,7 +75,8 @@ def test_two_nodes_match_one_process(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting,batching,extra", [("static", "per_task", []), ("dwa", "mixed", ["refine"]),
-                                                      ("famo", "mixed", []), ("famo", "mixed", ["bf16"])])
+                                                      ("famo", "mixed", []), ("uncertainty", "mixed", []),
+                                                      ("famo", "mixed", ["bf16"])])
 def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, extra):
     """FSDP2 through Trainer and accelerate's own FSDP path, on two CPU processes: every parameter is sharded, the
     update equals DDP's with the same per-process batches (mixed batches too: a head one process's micro-batch
@@ -96,14 +97,16 @@ def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, ex
 
 
 @pytest.mark.slow
-def test_fsdp_resume_continues_exactly(tmp_path):
-    """A run resumed from an FSDP checkpoint (sharded optimizer state, FAMO's weights) ends where the uninterrupted run ends."""
+@pytest.mark.parametrize("weighting", ["famo", "uncertainty"])
+def test_fsdp_resume_continues_exactly(tmp_path, weighting):
+    """A run resumed from an FSDP checkpoint (sharded optimizer state; FAMO's weights, or uncertainty's log-variances
+    with their optimizer state beside FSDP's) ends where the uninterrupted run ends."""
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     whole.mkdir(), (resumed / "checkpoints").mkdir(parents=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
-    run([*torchrun, str(whole), "4", "famo", "mixed", "fsdp", "save"], tmp_path)
+    run([*torchrun, str(whole), "4", weighting, "mixed", "fsdp", "save"], tmp_path)
     shutil.copytree(whole / "checkpoints" / "checkpoint-3", resumed / "checkpoints" / "checkpoint-3")
-    run([*torchrun, str(resumed), "4", "famo", "mixed", "fsdp", "resume"], tmp_path)
+    run([*torchrun, str(resumed), "4", weighting, "mixed", "fsdp", "resume"], tmp_path)
     weights = [[entry["weight_rating"] for entry in load(path)["log"] if "weight_rating" in entry] for path in (whole, resumed)]
     assert weights[1] == weights[0][-len(weights[1]):]
     assert load(resumed)["digest"] == pytest.approx(load(whole)["digest"], rel=1e-9)

@@ -98,11 +98,9 @@ def test_sharded_training_is_refused_where_it_cannot_run(tmp_path, monkeypatch):
         check_launcher(version1, static)
     # Per-task gradients, learned task weights and task affinity are refused under sharding, naming the alternative.
     for weighting in (pcgrad, rep_norm):
-        with pytest.raises(ValueError, match=r"which fsdp shards.*static, dwa or famo"):
+        with pytest.raises(ValueError, match=r"which fsdp shards.*static, uncertainty, dwa or famo"):
             check_launcher(args, weighting)
-    args.weighting = "uncertainty"
-    with pytest.raises(ValueError, match=r"'uncertainty' learns task weights.*static, dwa or famo"):
-        check_launcher(args, uncertainty)
+    check_launcher(args, uncertainty)  # its task weights' optimizer state is checkpointed beside FSDP's
     args.task_affinity_steps = 5
     with pytest.raises(ValueError, match="task_affinity_steps > 0 measures task affinity"):
         check_launcher(args, static)
@@ -114,8 +112,11 @@ def test_sharded_training_is_refused_where_it_cannot_run(tmp_path, monkeypatch):
         check_launcher(plain, static)
     monkeypatch.setattr(MultiTaskTrainingArguments, "device", property(lambda self: torch.device("cuda", 0)))
     check_launcher(plain, static)
-    with pytest.raises(ValueError, match="which deepspeed shards"):
+    with pytest.raises(ValueError, match=r"which deepspeed shards.*static, dwa or famo"):
         check_launcher(plain, pcgrad)
+    plain.weighting = "uncertainty"
+    with pytest.raises(ValueError, match=r"'uncertainty' learns task weights.*DeepSpeed's optimizer"):
+        check_launcher(plain, uncertainty)
 
 
 def test_fsdp_wraps_the_encoder_layers_not_the_embeddings_parent():

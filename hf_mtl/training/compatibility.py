@@ -98,16 +98,17 @@ def check_launcher(args: MultiTaskTrainingArguments, weighting) -> None:
                 "--nproc_per_node 2 ...` or `accelerate launch --multi_gpu --num_processes 2 ...`), or drop 'fsdp'."
             )
     if weighting.requires_task_gradients or weighting.needs_representation:
+        usable = "static, uncertainty, dwa or famo" if sharding == "fsdp" else "static, dwa or famo"
         raise ValueError(
             f"Weighting {args.weighting!r} takes per-task gradients (of the shared parameters, or through the heads), "
             f"which {sharding} shards and which bypass accelerator.backward. Under {sharding} use a loss weighting with "
-            "one backward pass: static, dwa or famo; or train with DDP."
+            f"one backward pass: {usable}; or train with DDP."
         )
-    if any(p.requires_grad for p in weighting.parameters()):
+    if sharding == "deepspeed" and any(p.requires_grad for p in weighting.parameters()):
         raise ValueError(
-            f"Weighting {args.weighting!r} learns task weights with the trainer's optimizer, outside the model; "
-            f"{sharding}'s optimizer preparation and checkpoints cover model parameters only. Under {sharding} use "
-            "static, dwa or famo; or train with DDP."
+            f"Weighting {args.weighting!r} learns task weights with the trainer's optimizer, outside the model, "
+            "which DeepSpeed's optimizer does not hold. Under deepspeed use static, dwa or famo; uncertainty runs "
+            "under FSDP or DDP."
         )
     if args.task_affinity_steps > 0:
         raise ValueError(

@@ -10,10 +10,17 @@ Two gaps sit between accelerate and a `MultiTaskModel`, and this module closes b
 - accelerate wraps every module class in the model's `_no_split_modules` (for BERT: the layers AND `BertEmbeddings`)
   and then shards the input embedding as a unit of its own, which fails when its parent was already wrapped
   (`fully_shard` sees a sharded parameter). `fsdp_wrap_classes` leaves out the classes that hold the input embedding.
+
+Two more for multi-task training: in mixed batches every process must reduce-scatter the same heads
+(`unused_head_term`), and learned task weights (uncertainty's log-variances) are optimizer parameters outside the
+model, which accelerate's FSDP preparation and FSDP's optimizer checkpoint do not cover: they join the optimizer after
+the preparation (`MultiTaskTrainer.create_scheduler`) and their state is saved beside FSDP's
+(`without_weighting_group`, `WEIGHTING_OPTIMIZER_FILE`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -82,6 +89,59 @@ def unused_head_term(model, trained_tasks) -> torch.Tensor | None:
     missing = [name for name, flag in zip(names, trained.tolist()) if flag and name not in trained_tasks]
     terms = [p.sum() for name in missing for p in model.heads[name].parameters() if p.requires_grad]
     return 0.0 * sum(terms) if terms else None
+
+
+WEIGHTING_OPTIMIZER_FILE = "weighting_optimizer.safetensors"
+
+
+@contextlib.contextmanager
+def without_weighting_group(optimizer):
+    """The optimizer without its task-weight group (e.g. uncertainty's log-variances) for the duration: FSDP's
+    optimizer checkpoint maps every parameter to a model parameter, which these are not. Yields the group's state
+    ({"<i>.<key>": tensor}, i = the parameter's position in the group, and "group.lr" / "group.initial_lr") and puts
+    group and state back afterwards."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the torch one
+    groups = [g for g in inner.param_groups if g.get("hf_mtl_weighting")]
+    if not groups:
+        yield None
+        return
+    group = groups[0]
+    position = inner.param_groups.index(group)
+    inner.param_groups.remove(group)
+    state = {p: inner.state.pop(p) for p in group["params"] if p in inner.state}
+    flat = {f"{i}.{key}": value for i, p in enumerate(group["params"]) for key, value in state.get(p, {}).items()
+            if isinstance(value, torch.Tensor)}
+    # The group's scheduled learning rate too: a resumed run's first step must use it, not the initial one.
+    flat.update({f"group.{key}": torch.tensor(float(group[key])) for key in ("lr", "initial_lr") if key in group})
+    try:
+        yield flat
+    finally:
+        inner.param_groups.insert(position, group)
+        inner.state.update(state)
+
+
+def save_weighting_optimizer_state(flat: dict[str, torch.Tensor], output_dir: str) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in flat.items()}, os.path.join(output_dir, WEIGHTING_OPTIMIZER_FILE))
+
+
+def load_weighting_optimizer_state(optimizer, checkpoint: str) -> None:
+    """Restore the task-weight group's optimizer state and learning rate saved by `save_weighting_optimizer_state`."""
+    from safetensors.torch import load_file
+
+    path = os.path.join(checkpoint, WEIGHTING_OPTIMIZER_FILE)
+    inner = getattr(optimizer, "optimizer", optimizer)
+    groups = [g for g in inner.param_groups if g.get("hf_mtl_weighting")]
+    if not groups or not os.path.isfile(path):
+        return
+    for key, value in load_file(path).items():
+        index, name = key.split(".", 1)
+        if index == "group":
+            groups[0][name] = float(value)
+            continue
+        parameter = groups[0]["params"][int(index)]
+        inner.state.setdefault(parameter, {})[name] = value.to(parameter.device)
 
 
 def enable_fsdp_on_cpu(accelerator, args) -> FullyShardedDataParallelPlugin:

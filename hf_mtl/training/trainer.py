@@ -48,7 +48,13 @@ from .loss_options import set_label_smoothing, task_loss_scales
 from .loss_tracking import TaskLossTracker
 from .non_finite import NonFiniteLossError, non_finite_message, split_finite
 from .parameter_groups import add_head_parameter_groups, add_sharing_parameter_groups
-from .sharding import configure_fsdp, unused_head_term
+from .sharding import (
+    configure_fsdp,
+    load_weighting_optimizer_state,
+    save_weighting_optimizer_state,
+    unused_head_term,
+    without_weighting_group,
+)
 from .step_reevaluation import StepReevaluation
 from .task_data import prepare_task_splits
 from .task_gradients import TaskGradientAccumulator
@@ -171,11 +177,22 @@ class MultiTaskTrainer(Trainer):
         if created:
             add_sharing_parameter_groups(optimizer, self.model, self.args.learning_rate)
             add_head_parameter_groups(optimizer, self.model, self.args.head_lr_multiplier)
+        if not self.is_fsdp_enabled:  # under FSDP2, accelerate maps every optimizer parameter to a model parameter
+            self._add_weighting_parameter_group(optimizer)
+        return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        # Built once the optimizer is final (after accelerate's FSDP preparation): the task weights join it here at
+        # the latest, so the schedule covers them.
+        self._add_weighting_parameter_group(optimizer or self.optimizer)
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def _add_weighting_parameter_group(self, optimizer) -> None:
+        """The weighting's learnable parameters (e.g. uncertainty's log-variances) as one group, without decay."""
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
         if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
             optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
-        return optimizer
 
     def _scaled(self, task_losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Task losses with `loss_scaling` applied (what the weighting combines; the logs keep the raw losses)."""
@@ -324,6 +341,22 @@ class MultiTaskTrainer(Trainer):
         # Only a complete checkpoint of the same tasks; then Trainer's load, then the strategy state.
         load_checkpoint(self, resume_from_checkpoint, functools.partial(super()._load_from_checkpoint,
                                                                          resume_from_checkpoint, model))
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self.is_fsdp_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        # FSDP's optimizer checkpoint covers model parameters only: the task weights' state goes in a file of its own.
+        with without_weighting_group(self.optimizer) as weighting_state:
+            super()._save_optimizer_and_scheduler(output_dir)
+        if weighting_state is not None and self.args.should_save:
+            save_weighting_optimizer_state(weighting_state, output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if not self.is_fsdp_enabled or checkpoint is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        with without_weighting_group(self.optimizer):
+            super()._load_optimizer_and_scheduler(checkpoint)
+        load_weighting_optimizer_state(self.optimizer, checkpoint)
 
     def _state_metadata(self) -> dict[str, str]:
         """What the saved strategy state belongs to: a resume with another weighting or task list fails clearly."""
