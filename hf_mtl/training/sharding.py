@@ -52,7 +52,7 @@ def fsdp_wrap_classes(model) -> list[str]:
     names = []
     for name in sorted(model._no_split_modules or []):
         modules = [m for m in model.modules() if type(m).__name__ == name]
-        if modules and not any(embedding is m or any(embedding is c for c in m.modules()) for m in modules):
+        if modules and not any(embedding is c for m in modules for c in m.modules()):  # modules() starts with m
             names.append(name)
     return names
 
@@ -94,18 +94,22 @@ def unused_head_term(model, trained_tasks) -> torch.Tensor | None:
 WEIGHTING_OPTIMIZER_FILE = "weighting_optimizer.safetensors"
 
 
+def _weighting_group(optimizer) -> tuple[torch.optim.Optimizer, dict | None]:
+    """The torch optimizer (accelerate's AcceleratedOptimizer wraps it) and its task-weight group, if any."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return inner, next((g for g in inner.param_groups if g.get("hf_mtl_weighting")), None)
+
+
 @contextlib.contextmanager
 def without_weighting_group(optimizer):
     """The optimizer without its task-weight group (e.g. uncertainty's log-variances) for the duration: FSDP's
     optimizer checkpoint maps every parameter to a model parameter, which these are not. Yields the group's state
     ({"<i>.<key>": tensor}, i = the parameter's position in the group, and "group.lr" / "group.initial_lr") and puts
     group and state back afterwards."""
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the torch one
-    groups = [g for g in inner.param_groups if g.get("hf_mtl_weighting")]
-    if not groups:
+    inner, group = _weighting_group(optimizer)
+    if group is None:
         yield None
         return
-    group = groups[0]
     position = inner.param_groups.index(group)
     inner.param_groups.remove(group)
     state = {p: inner.state.pop(p) for p in group["params"] if p in inner.state}
@@ -131,16 +135,15 @@ def load_weighting_optimizer_state(optimizer, checkpoint: str) -> None:
     from safetensors.torch import load_file
 
     path = os.path.join(checkpoint, WEIGHTING_OPTIMIZER_FILE)
-    inner = getattr(optimizer, "optimizer", optimizer)
-    groups = [g for g in inner.param_groups if g.get("hf_mtl_weighting")]
-    if not groups or not os.path.isfile(path):
+    inner, group = _weighting_group(optimizer)
+    if group is None or not os.path.isfile(path):
         return
     for key, value in load_file(path).items():
         index, name = key.split(".", 1)
         if index == "group":
-            groups[0][name] = float(value)
+            group[name] = float(value)
             continue
-        parameter = groups[0]["params"][int(index)]
+        parameter = group["params"][int(index)]
         inner.state.setdefault(parameter, {})[name] = value.to(parameter.device)
 
 
