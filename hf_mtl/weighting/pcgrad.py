@@ -57,10 +57,11 @@ class PCGradWeighting(GradientWeighting):
         # matrix and the update is one weighted sum: K(K+1)/2 dot products and K scaled additions over the
         # parameters, instead of a copy, K-1 dot products and up to K-1 subtractions per task.
         k = len(grads)
+        pairs = [(i, j) for i in range(k) for j in range(i, k)]
+        dots = torch.stack([torch.dot(grads[i], grads[j]) for i, j in pairs]).double().cpu()  # one device sync
         gram = torch.empty(k, k, dtype=torch.float64)
-        for i in range(k):
-            for j in range(i, k):
-                gram[i, j] = gram[j, i] = float(torch.dot(grads[i], grads[j]))
+        for (i, j), dot in zip(pairs, dots):
+            gram[i, j] = gram[j, i] = dot
         generator = torch.Generator().manual_seed(0)
         generator.set_state(self.rng_state.cpu())
         total = torch.zeros(k, dtype=torch.float64)  # the update is sum_j total[j] g_j
