@@ -209,7 +209,8 @@ def test_environment_variables_and_relative_paths(tmp_path, monkeypatch):
         (["training.learning_rate=.nan"], "training.learning_rate", "finite number >= 0"),
         (["training.weighting_lr=-0.1"], "training.weighting_lr", "finite number > 0"),
         # Trainer features the multi-task batch plan replaces are refused, not silently ignored.
-        (["training.train_sampling_strategy=group_by_length"], "training.train_sampling_strategy", "task sampler builds"),
+        (["training.train_sampling_strategy=sequential"], "training.train_sampling_strategy", "task sampler builds"),
+        (["training.train_sampling_strategy=group_by_length", "training.sampling=learned"], "training", "changes its task probabilities"),
         (["training.dataloader_drop_last=true"], "training.dataloader_drop_last", "keeps every row"),
         # A run that trains nothing would save a random model as if trained.
         (["training.num_train_epochs=0", "training.max_steps=-1"], "training.num_train_epochs", "train nothing"),

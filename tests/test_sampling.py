@@ -100,3 +100,40 @@ def test_bad_layout():
         _sampler(batching="both")
     with pytest.raises(ValueError, match="Invalid layout"):
         _sampler(num_replicas=2, rank=2)
+
+
+def _lengths(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, 60, (size,), generator=g).tolist() for size in SIZES]
+
+
+def _padded_tokens(batches, lengths):
+    flat = sum(lengths, [])
+    return sum(max(flat[i] for i in batch) * len(batch) for batch in batches if batch)
+
+
+@pytest.mark.parametrize("batching", ["per_task", "mixed"])
+def test_length_grouping_keeps_each_steps_tasks_and_rows_and_cuts_padding(batching):
+    lengths = _lengths()
+    plain = _sampler(batching=batching, batch_size=8)
+    grouped = _sampler(batching=batching, batch_size=8, lengths=lengths)
+    plain_steps, grouped_steps = list(plain.step_plan(0)), list(grouped.step_plan(0))
+    assert len(plain_steps) == len(grouped_steps) > 50  # more than one window
+    for start in range(0, len(plain_steps), 50):  # a window holds the same rows, only their steps change
+        window = slice(start, start + 50)
+        assert sorted(sum(plain_steps[window], [])) == sorted(sum(grouped_steps[window], []))
+    def counts(steps):
+        return [torch.bincount(torch.tensor([_task_of(i) for i in s]), minlength=3).tolist() for s in steps]
+    assert counts(plain_steps) == counts(grouped_steps)  # every step keeps its tasks and row counts
+    assert _padded_tokens(grouped_steps, lengths) < 0.8 * _padded_tokens(plain_steps, lengths)
+    assert list(grouped.step_plan(0)) == grouped_steps and list(grouped.step_plan(1)) != grouped_steps
+    if batching == "mixed":  # micro-batches of a mixed step still mix tasks
+        micro = list(_sampler(batching=batching, batch_size=4, gradient_accumulation_steps=2, lengths=lengths))
+        assert sum(len({_task_of(i) for i in batch}) > 1 for batch in micro) > 0.9 * len(micro)
+
+
+def test_length_grouping_refuses_mismatched_lengths_and_learned_samplers():
+    with pytest.raises(ValueError, match=r"`lengths` holds \[100, 400\] rows per task; the tasks have \[100, 400, 25\]"):
+        _sampler(lengths=_lengths()[:2])
+    with pytest.raises(ValueError, match="learned task sampler changes its probabilities"):
+        _sampler(lengths=_lengths(), task_sampler=build_task_sampler("learned", SIZES))

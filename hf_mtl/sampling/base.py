@@ -28,7 +28,12 @@ class TaskSampler:
     @property
     def learns(self) -> bool:
         """Whether the probabilities depend on training (the batch plan then cannot be known in advance)."""
-        return type(self).probabilities_at is not TaskSampler.probabilities_at
+        return self.learns_from_training()
+
+    @classmethod
+    def learns_from_training(cls) -> bool:
+        """`learns` of the class, for checks before any sampler is built."""
+        return cls.probabilities_at is not TaskSampler.probabilities_at
 
     def __init__(self, task_sizes: Sequence[int]):
         if not task_sizes:

@@ -12,6 +12,7 @@ import torch
 from transformers import TrainingArguments
 
 from ..sampling import BATCHING_CHOICES, SAMPLERS
+from ..sampling.batch_sampler import LENGTH_GROUP_STEPS
 from ..weighting import WEIGHTINGS
 
 
@@ -36,8 +37,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
 
     Fields the multi-task path treats differently: `label_smoothing_factor` is applied by each classification head
     (refused when no head can smooth); `average_tokens_across_devices` does not apply (each task's loss is the mean
-    over its own rows or tokens, and the weighting combines the task means); `train_sampling_strategy` and
-    `dataloader_drop_last` are refused (the task sampler builds every batch and keeps every row).
+    over its own rows or tokens, and the weighting combines the task means); `train_sampling_strategy` takes
+    "random" or "group_by_length" (rows of similar length share a step; each step keeps the tasks and row counts the
+    task sampler drew), and `dataloader_drop_last` is refused (the task sampler builds every batch and keeps every row).
     """
 
     sampling: str = field(
@@ -194,10 +196,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if not 0 <= self.learning_rate < math.inf:
             raise ValueError(f"`learning_rate` must be a finite number >= 0, got {self.learning_rate}.")
         # Trainer features that the multi-task batch plan replaces: refused rather than silently ignored.
-        if self.train_sampling_strategy != "random":
-            raise ValueError(f"`train_sampling_strategy` ({self.train_sampling_strategy!r}) is not applied by "
+        if self.train_sampling_strategy not in ("random", "group_by_length"):
+            raise ValueError(f"`train_sampling_strategy` {self.train_sampling_strategy!r} is not applied by "
                              "MultiTaskTrainer: its task sampler builds every batch (one task, or a mix of tasks; "
-                             "choose it with `sampling`). Leave train_sampling_strategy='random'.")
+                             "choose it with `sampling`). Use 'random', or 'group_by_length' to batch rows of similar "
+                             "length together (less padding, the same tasks per step).")
         if self.dataloader_drop_last:
             raise ValueError("`dataloader_drop_last` is not applied by MultiTaskTrainer: its task sampler keeps every "
                              "row (a task's last, smaller batch included). Set dataloader_drop_last=False.")
@@ -211,6 +214,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
             raise ValueError(WEIGHTINGS.unknown_message(self.weighting))
         if self.batching not in BATCHING_CHOICES:
             raise ValueError(f"Unknown batching {self.batching!r}. Choose one of: {', '.join(BATCHING_CHOICES)}.")
+        if self.train_sampling_strategy == "group_by_length" and SAMPLERS.get(self.sampling).learns_from_training():
+            raise ValueError(f"`train_sampling_strategy='group_by_length'` regroups {LENGTH_GROUP_STEPS} planned steps at "
+                             f"a time, and sampling {self.sampling!r} changes its task probabilities at every step: "
+                             "use another sampling, or train_sampling_strategy='random'.")
         if self.adversarial_schedule not in ADVERSARIAL_SCHEDULES:
             raise ValueError(
                 f"Unknown adversarial_schedule {self.adversarial_schedule!r}. Choose one of: {', '.join(ADVERSARIAL_SCHEDULES)}."

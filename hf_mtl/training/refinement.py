@@ -11,6 +11,9 @@ import time
 
 import torch
 from torch.utils.data import DataLoader
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from .train_batches import row_lengths
 
 
 def refine_heads(trainer, steps: int) -> dict[str, float]:
@@ -35,8 +38,14 @@ def refine_heads(trainer, steps: int) -> dict[str, float]:
             head.train()
             optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=args.weight_decay)
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
-            loader = DataLoader(trainer.task_train_datasets[task], batch_size=args.per_device_train_batch_size,
-                                shuffle=True, generator=generator, collate_fn=trainer.data_collator.for_task(task))
+            dataset = trainer.task_train_datasets[task]
+            if args.train_sampling_strategy == "group_by_length":  # Transformers' own sampler for one dataset
+                order = LengthGroupedSampler(args.per_device_train_batch_size, lengths=row_lengths(
+                    dataset, args.length_column_name), generator=generator)
+            else:
+                order = torch.utils.data.RandomSampler(dataset, generator=generator)
+            loader = DataLoader(dataset, batch_size=args.per_device_train_batch_size, sampler=order,
+                                collate_fn=trainer.data_collator.for_task(task))
             losses = []
             for batch in itertools.islice(itertools.cycle(loader), steps):
                 loss = model(**trainer._prepare_inputs(batch)).task_losses[task]

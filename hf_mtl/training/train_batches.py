@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
@@ -35,6 +37,17 @@ def build_train_data(task_datasets: Mapping[str, Dataset], train_streams: list, 
     return dataset, task_sampler
 
 
+def row_lengths(dataset: Dataset, length_column: str = "length") -> list[int]:
+    """Tokens of each row: the `length_column` when the dataset has one (as Trainer's LengthGroupedSampler reads
+    it), else the length of `input_ids` (the longest choice of a multiple-choice row)."""
+    if length_column in dataset.column_names:
+        return [int(length) for length in dataset[length_column]]
+    column = dataset.with_format("arrow")["input_ids"]
+    if pa.types.is_list(column.type.value_type) or pa.types.is_large_list(column.type.value_type):
+        return [max(map(len, choices), default=0) for choices in column.to_pylist()]
+    return pc.list_value_length(column).to_pylist()
+
+
 def train_dataloader(trainer) -> tuple[DataLoader, MultiTaskBatchSampler]:
     """The trainer's training DataLoader, prepared by its accelerator, and the batch sampler that drives it."""
     args = trainer.args
@@ -47,6 +60,8 @@ def train_dataloader(trainer) -> tuple[DataLoader, MultiTaskBatchSampler]:
         num_replicas=args.world_size,
         rank=args.process_index,
         seed=args.data_seed if args.data_seed is not None else args.seed,
+        lengths=[row_lengths(dataset, args.length_column_name) for dataset in trainer.train_dataset.datasets]
+        if args.train_sampling_strategy == "group_by_length" else None,
     )
     sampler.num_epochs = sampler.epochs_for_steps(sampler.planned_steps(args.max_steps, args.num_train_epochs))
     loader = DataLoader(
