@@ -169,6 +169,17 @@ def test_non_finite_gradient_with_finite_losses_is_caught(tmp_path, tokenizer, d
         assert_unchanged(before, trainer)
 
 
+def test_non_finite_gradient_of_a_learnable_task_weight_is_caught(tmp_path, tokenizer, data):
+    """The model's gradients are judged by Trainer's clipping norm; task weights outside the model by their own."""
+    trainer = make_trainer(tmp_path, tokenizer, data, weighting="uncertainty", non_finite_loss="skip")
+    log_variance = next(trainer.weighting.parameters())
+    log_variance.register_hook(lambda grad: grad * float("nan"))
+    before = snapshot(trainer)
+    trainer.train()
+    assert trainer.loss_tracker.skipped_steps == 2
+    assert_unchanged(before, trainer)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 

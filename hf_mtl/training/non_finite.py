@@ -11,8 +11,9 @@
   the task(s) and the step, and the training logs count `skipped_steps`. The step still counts: `global_step` and
   the learning-rate schedule advance, only its update is dropped.
 
-Gradients are checked too (after clipping, before `optimizer.step()`): a NaN/inf gradient with finite losses (an
-overflow in the backward pass) is handled the same way. With an fp16 `GradScaler` that check is left to the scaler.
+Gradients are checked too, before `optimizer.step()`: a NaN/inf gradient with finite losses (an overflow in the
+backward pass) is handled the same way. The model's gradients are judged by the norm Trainer has just taken for
+clipping (no second pass over them); learnable task weights outside the model by their own. With an fp16 `GradScaler` that check is left to the scaler.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def split_finite(
     return tasks, auxiliary, bad
 
 
+def norm_is_finite(norm) -> bool:
+    """Whether a gradient norm (a float, a tensor or a sharded DTensor) is finite."""
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    return bool(torch.isfinite(torch.as_tensor(norm)))
+
+
 def gradients_are_finite(parameters) -> bool:
     """Whether the gradient norm over every existing gradient is finite (one device sync). The fused norm kernels
     are what Trainer's own gradient clipping uses, and far faster on CPU than an element-wise `isfinite` pass."""
@@ -55,10 +63,8 @@ def gradients_are_finite(parameters) -> bool:
     sharded = [g for g in grads if isinstance(g, DTensor)]
     plain = [g for g in grads if not isinstance(g, DTensor)]
     for group in (sharded, plain):
-        if group:
-            norm = torch.nn.utils.get_total_norm(group, norm_type=2.0)
-            if not torch.isfinite(norm.full_tensor() if isinstance(norm, DTensor) else norm):
-                return False
+        if group and not norm_is_finite(torch.nn.utils.get_total_norm(group, norm_type=2.0)):
+            return False
     return True
 
 

@@ -104,6 +104,7 @@ class MultiTaskTrainer(Trainer):
         self.weighting = build_weighting(args.weighting, self.task_names, **args.weighting_kwargs)
         self.step_reevaluation = StepReevaluation(self.task_names) if self.weighting.reevaluates_step else None
         self.task_gradients = TaskGradientAccumulator()  # gradient strategies: per-task gradients of a step
+        self.step_grad_norm = None  # Trainer's gradient norm of the current optimizer step (see `_get_grad_norm`)
         self.loss_scales = task_loss_scales(model.config.task_specs, args.loss_scaling)
         self._check_compatibility(model, args)
         set_label_smoothing(model, args.label_smoothing_factor)
@@ -253,6 +254,12 @@ class MultiTaskTrainer(Trainer):
             self._sync_weighting_gradients()
             return loss
         return task_gradient_step(self, model, inputs)  # gradient strategies: one backward per task
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # Trainer's norm of the model's gradients (taken for clipping and logging), kept for this step's non-finite
+        # check (`MultiTaskCallback.on_pre_optimizer_step`), which then takes no second norm over every gradient.
+        self.step_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        return self.step_grad_norm
 
     def _sync_weighting_gradients(self) -> None:
         """Learnable task weights live outside the DDP-wrapped model: average their gradients by hand."""

@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from transformers.utils import logging
 
 from ...utils.distributed import is_distributed
-from ..non_finite import NonFiniteLossError, gradients_are_finite, non_finite_message
+from ..non_finite import NonFiniteLossError, gradients_are_finite, non_finite_message, norm_is_finite
 
 
 if TYPE_CHECKING:
@@ -49,7 +49,13 @@ class MultiTaskCallback(TrainerCallback):
         bad_loss = bool(tracker.non_finite_tasks)
         # With an fp16 GradScaler, overflowing gradients are expected: the scaler skips those steps itself.
         check_gradients = not bad_loss and trainer.accelerator.scaler is None
-        bad_gradient = check_gradients and not gradients_are_finite(parameters)
+        model_norm, trainer.step_grad_norm = trainer.step_grad_norm, None
+        if not check_gradients:
+            bad_gradient = False
+        elif model_norm is None:  # no norm from Trainer (e.g. DeepSpeed keeps it): one pass over every gradient
+            bad_gradient = not gradients_are_finite(parameters)
+        else:
+            bad_gradient = not norm_is_finite(model_norm) or not gradients_are_finite(trainer.weighting.parameters())
         flag = torch.tensor([float(bad_loss), float(bad_gradient)], device=args.device)
         if is_distributed():
             dist.all_reduce(flag)  # every process skips (or stops at) the same step

@@ -21,6 +21,7 @@ class TrainerProtocol(Protocol):
     batch_sampler: Any
     weighting: Any
     loss_tracker: Any
+    step_grad_norm: Any  # Trainer's norm of the model's gradients at this optimizer step, or None
     step_reevaluation: Any
     task_train_datasets: dict[str, Any]
 
