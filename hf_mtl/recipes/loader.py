@@ -23,7 +23,6 @@ from transformers import BertConfig
 
 from ..configuration_multitask import MultiTaskConfig
 from ..heads import HEADS
-from ..sampling import SAMPLERS
 from .arguments import DataArguments, ModelArguments, TaskEntry, config_fields
 from .errors import RecipeError
 from .recipe import Recipe
@@ -204,24 +203,19 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
 
 # Where a recipe's defaults differ from `MultiTaskTrainingArguments`'s (the README's transfer table measures them):
 # the trainer keeps `Trainer.train()` as Transformers users know it (training steps only, one task per step, plain
-# loss sum, random batches); a recipe is the whole job, so it adds the refinement stage, trains on mixed batches with
-# `rep_norm` (no task's gradient dominates the shared encoder) unless a task cannot share a batch (multiple choice),
-# and groups rows by length (a third less training time on the dev suite, and no task lost quality there).
-RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100, "batching": "mixed", "weighting": "rep_norm",
-                            "train_sampling_strategy": "group_by_length"}
+# loss sum); a recipe is the whole job, so it adds the refinement stage, and trains on mixed batches with `rep_norm`
+# (no task's gradient dominates the shared encoder) unless a task cannot share a batch (multiple choice). Batches
+# stay random: grouping rows by length trains a third faster but scored lower on 3 of 5 dev-suite tasks (README).
+RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100, "batching": "mixed", "weighting": "rep_norm"}
 
 
 def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -> dict[str, Any]:
     """`RECIPE_TRAINING_DEFAULTS` for these tasks and the recipe's own `training` keys: one task per step when a task
-    cannot share a batch, `rep_norm` only with mixed batches (with one task per step it would equal `static`), and
-    random batches with a sampler that learns (length grouping plans steps ahead)."""
+    cannot share a batch, and `rep_norm` only with mixed batches (with one task per step it would equal `static`)."""
     defaults = dict(RECIPE_TRAINING_DEFAULTS)
     if not all(HEADS.get(task.type).mixable for task in tasks):  # types are checked when the tasks are parsed
         defaults["batching"] = "per_task"
     if training.get("batching", defaults["batching"]) != "mixed":
         defaults["weighting"] = "static"
-    sampling = training.get("sampling", "proportional")
-    if sampling in SAMPLERS and SAMPLERS.get(sampling).learns_from_training():
-        defaults["train_sampling_strategy"] = "random"
     return defaults
 

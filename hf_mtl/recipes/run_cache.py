@@ -72,14 +72,12 @@ def data_fingerprint(recipe) -> dict[str, str]:
 
 
 # The recipe defaults of the first recorded runs. A recipe's fingerprint hashes it as written; a default of today
-# that differs from these (e.g. `batching: mixed`, `weighting: rep_norm` and `train_sampling_strategy: group_by_length`,
-# all since 2026-12-06) is hashed as if the recipe wrote it. So a run made under other defaults is never reused for a
-# recipe that leaves the key out, a recipe that writes the default out reuses the runs of one that leaves it out, and
-# runs recorded before a default changed keep their fingerprints. (`MultiTaskConfig` defaults are not hashed: the code
-# fingerprint covers them, so only `--reuse-any-code` can take a run made under another model default, e.g.
-# `task_embedding` "cls" before 2026-12-06.)
-_FIRST_RECORDED_DEFAULTS = {"refine_steps": 100, "batching": "per_task", "weighting": "static",
-                            "train_sampling_strategy": "random"}
+# that differs from these (e.g. `batching: mixed`, `weighting: rep_norm` since 2026-12-06) is hashed as if the recipe
+# wrote it. So a run made under other defaults is never reused for a recipe that leaves the key out, a recipe that
+# writes the default out reuses the runs of one that leaves it out, and runs recorded before a default changed keep
+# their fingerprints. (`MultiTaskConfig` defaults are not hashed: the code fingerprint covers them, so only
+# `--reuse-any-code` can take a run made under another model default, e.g. `task_embedding` "cls" before 2026-12-06.)
+_FIRST_RECORDED_DEFAULTS = {"refine_steps": 100, "batching": "per_task", "weighting": "static"}
 
 # Training keys that say where and how loudly a run reports, not what it computes.
 _NOT_RESULTS = {"output_dir", "report_to", "run_name", "logging_steps", "logging_first_step", "logging_strategy",
