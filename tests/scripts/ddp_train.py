@@ -80,6 +80,9 @@ def main():
         result["first_weights"] = model.encoder.embeddings.LayerNorm.weight[:8].tolist()
     with open(os.path.join(output_dir, f"result_rank{rank}.json"), "w") as f:
         json.dump(result, f)
+    # Rank 0 may still be reloading the model: tearing the process group down on one rank alone aborted the other
+    # once in CI ("terminate called without an active exception", SIGABRT after training had finished).
+    trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
 
 
