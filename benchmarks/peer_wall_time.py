@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
               "met": ratio <= GOAL, "same_steps": hf_mtl["steps"] == tasknet["steps"],
               "date": time.strftime("%Y-%m-%d")}
     if variant:
-        result["hf_mtl_variant"] = {**variant, **_ratios(variant, tasknet), "met": _ratios(variant, tasknet)["ratio_train"] <= GOAL}
+        variant_ratios = _ratios(variant, tasknet)
+        result["hf_mtl_variant"] = {**variant, **variant_ratios, "met": variant_ratios["ratio_train"] <= GOAL}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1) + "\n")

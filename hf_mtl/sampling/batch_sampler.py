@@ -24,7 +24,9 @@ from one length level of every task (dev suite, mixed batches: 25 padded tokens 
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -160,16 +162,15 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         if not window:
             return []
         level = torch.randperm(len(window), generator=generator).tolist()  # step level[j] takes the j-th shortest rows
+        taken: dict[int, list[tuple[int, int]]] = {}  # task -> (row, step) of every row the window drew of it
+        for step, rows in enumerate(window):
+            for row in rows:
+                taken.setdefault(bisect.bisect_right(self.offsets, row) - 1, []).append((row, step))
         grouped: list[list[int]] = [[] for _ in window]
-        for task, offset in enumerate(self.offsets):
-            taken = [(row, step) for step, rows in enumerate(window) for row in rows
-                     if offset <= row < offset + self.task_sizes[task]]
-            if not taken:
-                continue
-            rows = sorted((row for row, _ in taken), key=lambda row: self.lengths[task][row - offset])
-            counts = [0] * len(window)
-            for _, step in taken:
-                counts[step] += 1
+        for task in sorted(taken):
+            offset = self.offsets[task]
+            rows = sorted((row for row, _ in taken[task]), key=lambda row: self.lengths[task][row - offset])
+            counts = Counter(step for _, step in taken[task])
             position = 0
             for step in level:
                 grouped[step].extend(rows[position : position + counts[step]])

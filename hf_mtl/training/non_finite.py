@@ -13,7 +13,8 @@
 
 Gradients are checked too, before `optimizer.step()`: a NaN/inf gradient with finite losses (an overflow in the
 backward pass) is handled the same way. The model's gradients are judged by the norm Trainer has just taken for
-clipping (no second pass over them); learnable task weights outside the model by their own. With an fp16 `GradScaler` that check is left to the scaler.
+clipping (no second pass over them); learnable task weights outside the model by their own. With an fp16
+`GradScaler` that check is left to the scaler.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def unused_head_term(model, trained_tasks) -> torch.Tensor | None:
 WEIGHTING_OPTIMIZER_FILE = "weighting_optimizer.safetensors"
 
 
-def _weighting_group(optimizer) -> tuple[torch.optim.Optimizer, dict | None]:
+def weighting_group(optimizer) -> tuple[torch.optim.Optimizer, dict | None]:
     """The torch optimizer (accelerate's AcceleratedOptimizer wraps it) and its task-weight group, if any."""
     inner = getattr(optimizer, "optimizer", optimizer)
     return inner, next((g for g in inner.param_groups if g.get("hf_mtl_weighting")), None)
@@ -106,7 +106,7 @@ def without_weighting_group(optimizer):
     optimizer checkpoint maps every parameter to a model parameter, which these are not. Yields the group's state
     ({"<i>.<key>": tensor}, i = the parameter's position in the group, and "group.lr" / "group.initial_lr") and puts
     group and state back afterwards."""
-    inner, group = _weighting_group(optimizer)
+    inner, group = weighting_group(optimizer)
     if group is None:
         yield None
         return
@@ -135,7 +135,7 @@ def load_weighting_optimizer_state(optimizer, checkpoint: str) -> None:
     from safetensors.torch import load_file
 
     path = os.path.join(checkpoint, WEIGHTING_OPTIMIZER_FILE)
-    inner, group = _weighting_group(optimizer)
+    inner, group = weighting_group(optimizer)
     if group is None or not os.path.isfile(path):
         return
     for key, value in load_file(path).items():

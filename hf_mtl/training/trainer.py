@@ -53,6 +53,7 @@ from .sharding import (
     load_weighting_optimizer_state,
     save_weighting_optimizer_state,
     unused_head_term,
+    weighting_group,
     without_weighting_group,
 )
 from .step_reevaluation import StepReevaluation
@@ -191,7 +192,7 @@ class MultiTaskTrainer(Trainer):
     def _add_weighting_parameter_group(self, optimizer) -> None:
         """The weighting's learnable parameters (e.g. uncertainty's log-variances) as one group, without decay."""
         parameters = [p for p in self.weighting.parameters() if p.requires_grad]
-        if parameters and not any(group.get("hf_mtl_weighting") for group in optimizer.param_groups):
+        if parameters and weighting_group(optimizer)[1] is None:
             lr = self.args.weighting_lr or self.weighting.default_lr or self.args.learning_rate
             optimizer.add_param_group({"params": parameters, "lr": lr, "weight_decay": 0.0, "hf_mtl_weighting": True})
 
