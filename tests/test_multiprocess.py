@@ -97,6 +97,25 @@ def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, ex
 
 
 @pytest.mark.slow
+def test_length_buckets_split_batches_under_ddp_and_keep_them_whole_under_fsdp(tmp_path):
+    """`encoder_length_buckets` on two processes: under DDP each process splits its own batches (a different number
+    of encoder calls per process is fine: DDP's collectives are per parameter, in backward) and trains like whole
+    batches; under FSDP, whose every encoder call gathers the weights collectively, batches stay whole."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    results = {}
+    for name, extra in {"whole": ["whole"], "ddp": ["buckets"], "fsdp": ["buckets", "fsdp"]}.items():
+        (tmp_path / name).mkdir()
+        run([*torchrun, str(tmp_path / name), "4", "static", "mixed", *extra], tmp_path)
+        results[name] = [load(tmp_path / name, rank) for rank in (0, 1)]
+    forwards = [len(result["tasks"]) for result in results["whole"]]
+    assert [result["training_encoder_calls"] for result in results["whole"]] == forwards
+    assert all(result["training_encoder_calls"] > calls for result, calls in zip(results["ddp"], forwards))
+    assert [result["training_encoder_calls"] for result in results["fsdp"]] == forwards
+    assert results["ddp"][0]["digest"] == pytest.approx(results["whole"][0]["digest"], rel=1e-5)
+    assert results["fsdp"][0]["digest"] == pytest.approx(results["whole"][0]["digest"], rel=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("weighting", ["famo", "uncertainty"])
 def test_fsdp_resume_continues_exactly(tmp_path, weighting):
     """A run resumed from an FSDP checkpoint (sharded optimizer state; FAMO's weights, or uncertainty's log-variances

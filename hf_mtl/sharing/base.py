@@ -23,6 +23,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import TaskError
 from ..utils.registry import Registry
+from .length_buckets import run_encoder_in_length_buckets
 
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class SharedConfig(Protocol):
     encoder: PreTrainedConfig
     pooling: str
     sharing_kwargs: dict[str, Any]
+    encoder_length_buckets: int
     name_or_path: str
 
     @property
@@ -257,7 +259,7 @@ class SharingScheme(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def encode(self, model: SharedModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
-        encoder_outputs = model.encoder(**encoder_inputs)
+        encoder_outputs = run_encoder_in_length_buckets(model.encoder, encoder_inputs, model.config.encoder_length_buckets)
         hidden = encoder_outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
 

@@ -8,6 +8,8 @@ Usage: ddp_train.py OUTPUT_DIR PER_DEVICE_BATCH WEIGHTING BATCHING [OPTION ...],
   refine   4 refinement steps per head after training
   save     a checkpoint every 3 steps;  resume  resume from the newest checkpoint of OUTPUT_DIR/checkpoints
   bf16     bf16 mixed precision (under FSDP: its MixedPrecisionPolicy)
+  buckets  split every batch of unequal lengths into up to 4 length-sorted encoder calls (`encoder_length_buckets`
+           with no cost per call); `whole` runs every batch in one call. The result counts the encoder calls.
 """
 
 import json
@@ -21,6 +23,7 @@ from transformers import AutoTokenizer, BertConfig
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.data.demo_data import demo_datasets, demo_tasks
+from hf_mtl.sharing import length_buckets
 
 
 def main():
@@ -34,8 +37,12 @@ def main():
     encoder = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.0,
                          attention_probs_dropout_prob=0.0)
+    if "buckets" in options:
+        length_buckets.CALL_COST_POSITIONS = 0
+    buckets = 4 if "buckets" in options else 1 if "whole" in options else 2
     torch.manual_seed(0)
-    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(names), classifier_dropout=0.0))
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(names), classifier_dropout=0.0,
+                                           encoder_length_buckets=buckets))
     args = MultiTaskTrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch, per_device_eval_batch_size=8, max_steps=6,
         learning_rate=2e-3, weighting=weighting, batching=batching, report_to="none",
@@ -59,6 +66,8 @@ def main():
         return forward(*a, **k)
 
     model.forward = recording_forward
+    encoder_calls = []
+    model.encoder.register_forward_hook(lambda module, args, output: encoder_calls.append(module.training))
     trainer.train(resume_from_checkpoint=True if "resume" in options else None)
     from torch.distributed.tensor import DTensor  # FSDP2's sharded parameters
 
@@ -68,7 +77,8 @@ def main():
     metrics = trainer.evaluate()
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
-    result = {"log": trainer.state.log_history, "world_size": world, "tasks": seen, "metrics": metrics}
+    result = {"log": trainer.state.log_history, "world_size": world, "tasks": seen, "metrics": metrics,
+              "training_encoder_calls": sum(encoder_calls)}
     if "fsdp" in options:
         result["sharded"] = sharded
         result["parameters"] = [name for name, _ in trainer.model.named_parameters()]
