@@ -1,7 +1,7 @@
 """`python -m benchmarks [--quick] [--only ...]`: run the measurements, write `latest.json` + `latest.md`.
 
 One module per measurement (`training_overhead`, `weighting_cost`, `inference`, `memory`, `data_pipeline`,
-`scaling`), each returning its rows of the results table (`targets`) and its raw numbers (`details`). A measurement
+`scaling`, `padding`), each returning its rows of the results table (`targets`) and its raw numbers (`details`). A measurement
 that fails is recorded in the results (and the exit status is 1); the others still run.
 """
 
@@ -25,10 +25,10 @@ EXPLANATIONS: dict[str, str] = {}
 
 
 def _modules():
-    from . import data_pipeline, inference, memory, scaling, training_overhead, weighting_cost
+    from . import data_pipeline, inference, memory, padding, scaling, training_overhead, weighting_cost
 
     return {"training": training_overhead, "weighting": weighting_cost, "inference": inference, "memory": memory,
-            "data": data_pipeline, "scaling": scaling}
+            "data": data_pipeline, "scaling": scaling, "padding": padding}
 
 
 def run(settings, workdir: Path) -> dict:

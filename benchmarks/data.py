@@ -78,6 +78,23 @@ def real_tasks(data_dir: str, num_tasks: int) -> tuple[list[dict], dict[str, Dat
     return specs, {name: Dataset.from_list(rows[name]) for name in names}
 
 
+def natural_length_tasks(settings, seq_len: int) -> tuple[list[dict], dict[str, Dataset]]:
+    """Like `benchmark_tasks`, but rows keep lengths of their own (for the padding measurement): generated rows join
+    1 to `seq_len / 8` sentences (about 8 tokens each: from one sentence to about full), real corpora come as they are."""
+    if settings.data_dir:
+        return real_tasks(settings.data_dir, settings.num_tasks)
+    names = GENERATED_TASKS[: settings.num_tasks]
+    raw = demo_datasets(num_train=400, num_eval=1, seed=settings.seed, tasks=names)
+    specs = {spec["name"]: spec for spec in demo_tasks(names)}
+    most = max(1, seq_len // 8)
+    rng = random.Random(settings.seed)
+    datasets = {}
+    for name in names:
+        rows = list(raw[name]["train"])
+        datasets[name] = Dataset.from_list([_join_rows(name, rows, rng.randint(1, most), rng) for _ in range(ROWS_PER_TASK)])
+    return [specs[name] for name in names], datasets
+
+
 def benchmark_tasks(settings) -> tuple[list[dict], dict[str, Dataset]]:
     """`(task specs, {task: raw train Dataset})` for `settings.num_tasks` tasks; the first task is the one-task baseline."""
     if settings.data_dir:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 DEFAULT_OUTPUT = str(Path(__file__).resolve().parent / "results")
-MEASUREMENTS = ("training", "weighting", "inference", "memory", "data", "scaling")
+MEASUREMENTS = ("training", "weighting", "inference", "memory", "data", "scaling", "padding")
 
 PRESETS = {
     "full": dict(

@@ -4,8 +4,8 @@ A batch of random rows is padded to its longest row, and the encoder pays for ev
 parts of rows sorted by length, each part trimmed to its own longest row, the encoder sees fewer positions for the
 same rows: the attention mask already hides the padding, so every row's states (and so the loss and its gradient)
 are those of the padded pass, up to float rounding. Padded positions cut off a part come back as zeros instead of
-states computed from padding; the heads and pooling never read padded positions. Parts cost a call each, so a batch is split
-only where the positions saved outweigh that (`plan_length_buckets`).
+states computed from padding; the heads and pooling never read padded positions. Parts cost a call each, so a batch
+is split only where the positions saved outweigh that (`plan_length_buckets`).
 
 This is the CPU/eager form of "padding-free" training (TRL's `padding_free` flattens rows into one sequence, which
 needs varlen attention kernels).
@@ -21,8 +21,10 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 
-#: The fixed cost of one more encoder call, in padded positions (rows x width) of forward + backward. Measured on
-#: MiniLM on one CPU thread (about 12 ms a call against 0.33 ms a position on two threads; `benchmarks` measures the saving).
+#: What one more encoder call costs, in positions (rows x width) of forward + backward. A straight line fitted to MiniLM
+#: timings over shapes gives about 40 (12 ms a call, 0.33 ms a position, 2 CPU threads), but small calls also use the
+#: cores less well: on dev-suite batches, 2 parts planned with 160 ran fastest of 40, 80 and 160 (182 against 253 ms of
+#: forward + backward for whole batches). Row 7 of `benchmarks` measures the saving in training.
 CALL_COST_POSITIONS = 160
 
 
@@ -86,11 +88,10 @@ def run_encoder_in_length_buckets(encoder: nn.Module, encoder_inputs: dict[str, 
     """`encoder(**encoder_inputs)`, run as length-sorted parts when that saves positions (see the module docstring).
 
     Only in training mode, where the speed matters and padded positions are never read (in eval mode every output,
-    padded positions included, is that of one call, as exported models give it). Falls back to one call when the batch
-    has no 2-D attention mask, when per-layer outputs are requested (their
-    padded positions would differ), when the encoder's weights are sharded, under gradient checkpointing
-    (reentrant checkpoints of several calls would report a parameter's gradient twice to DDP), and while tracing
-    (`torch.export`, ONNX, `torch.compile`)."""
+    padded positions included, is that of one call, as exported models give it). One call also when the batch has no
+    2-D attention mask, when per-layer outputs are requested (their padded positions would differ), when the
+    encoder's weights are sharded, under gradient checkpointing (reentrant checkpoints of several calls would report a
+    parameter's gradient twice to DDP), and while tracing (`torch.export`, ONNX, `torch.compile`)."""
     mask = encoder_inputs.get("attention_mask")
     reference = encoder_inputs.get("input_ids")
     if reference is None:

@@ -1,0 +1,95 @@
+"""Target 7: step time of K-task mixed training on rows of their own lengths, with the encoder run in length-sorted
+parts (`encoder_length_buckets=2`, the model's default) against one padded call per batch (`1`).
+
+Every other measurement pads each batch to exactly `seq_len`, so that its arms do equal work. This one is about
+padding: rows keep their lengths, up to twice `seq_len` (64 tokens by default, the recipes' `max_seq_length`; generated
+rows join 1 to that / 8 sentences, `--data-dir` corpora come as they are) and the collator pads each batch to its
+longest row. (At 32 tokens a second call costs more than the positions it could save, and the plan keeps every batch
+whole.) The arms train the same model on the same rows in the same
+order (same seed, static weighting): only the encoder calls differ, and the loss and gradients are the same up to
+rounding. `group_by_length` batches (with the buckets) are timed beside them, as a reported row: they change which
+rows share a step. Goal: <= 0.95, a saving the noise of one run cannot make up.
+"""
+
+from __future__ import annotations
+
+from transformers import PrinterCallback, set_seed
+
+from hf_mtl import MultiTaskCollator, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments, TaskSpec
+from hf_mtl.data import preprocess_task
+
+from .arms import StepTimer, common_arguments, summarize
+from .common import interleaved, log, median, paired_ratios, target
+from .data import natural_length_tasks
+
+
+ARMS = {"whole": {"buckets": 1}, "buckets": {"buckets": 2}, "grouped": {"buckets": 2, "group_by_length": True}}
+GOAL = 0.95
+
+
+def run(context) -> dict:
+    settings = context.settings
+    seq_len = 2 * settings.seq_len
+    specs, raw = natural_length_tasks(settings, seq_len)
+    datasets = {spec["name"]: preprocess_task(raw[spec["name"]], TaskSpec.from_any(spec), context.tokenizer, seq_len)
+                for spec in specs}
+    set_seed(settings.seed)
+    model = MultiTaskModel.from_backbone(context.backbone, specs)
+    runs = {arm: [] for arm in ARMS}
+    for repeat in range(settings.repeats):
+        for arm in interleaved(list(ARMS), repeat):
+            record = _train(context, model, specs, datasets, seq_len, **ARMS[arm])
+            runs[arm].append(record)
+            log(f"padding, repeat {repeat + 1}/{settings.repeats}, {arm}: {record['step_time']:.3f} s/step, "
+                f"{record['padded_positions']:.0f} positions through the encoder per step")
+    whole = [record["step_time"] for record in runs["whole"]]
+    whole_cpu = [record["cpu_time"] for record in runs["whole"]]
+    targets, details = [], {}
+    k = len(specs)
+    for arm, limit in (("buckets", GOAL), ("grouped", None)):
+        ratio = paired_ratios([record["step_time"] for record in runs[arm]], whole)
+        cpu = paired_ratios([record["cpu_time"] for record in runs[arm]], whole_cpu)
+        positions = median(record["padded_positions"] for record in runs[arm]) / median(
+            record["padded_positions"] for record in runs["whole"])
+        label = ("Length-sorted encoder calls (encoder_length_buckets=2) / one padded call" if arm == "buckets"
+                 else "group_by_length batches + encoder_length_buckets=2 / one padded call")
+        targets.append(target(
+            "7", f"{label}, K={k} mixed, rows of their own lengths", ratio["ratio"], "<=" if limit else "report", limit,
+            detail=f"encoder positions {positions:.2f}x; per-repeat {ratio['ratio_min']}-{ratio['ratio_max']}; "
+                   f"CPU time {cpu['ratio']}",
+            spread=(ratio["ratio_min"], ratio["ratio_max"]), cpu_value=cpu["ratio"],
+        ))
+        details[arm] = {**ratio, "ratio_cpu": cpu["ratio"], "positions_ratio": round(positions, 4),
+                        "median_step_time": median(record["step_time"] for record in runs[arm])}
+    details["whole"] = {"median_step_time": median(whole)}
+    return {"targets": targets, "details": {"num_tasks": k, "max_seq_length": seq_len, "arms": details}}
+
+
+def _train(context, model, specs, datasets, seq_len: int, buckets: int, group_by_length: bool = False) -> dict:
+    """A fresh mixed-batch trainer on `model` with `buckets`; its timing summary and the encoder positions per step."""
+    settings = context.settings
+    model.config.encoder_length_buckets = buckets
+    steps = settings.warmup_steps + settings.steps
+    arguments = common_arguments(settings, context.workdir / "padding", steps)
+    args = MultiTaskTrainingArguments(
+        **arguments, max_seq_length=seq_len, batching="mixed", weighting="static",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+    )
+    trainer = MultiTaskTrainer(
+        model=model, args=args, processing_class=context.tokenizer, train_dataset=datasets,
+        data_collator=MultiTaskCollator(context.tokenizer, [TaskSpec.from_any(spec) for spec in specs]),
+    )
+    trainer.remove_callback(PrinterCallback)
+    positions = []
+    handle = model.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: positions.append(kwargs["attention_mask"].numel()) if module.training else None,
+        with_kwargs=True,
+    )
+    timer = StepTimer(trainer)
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+    record = summarize(timer.records, settings.warmup_steps, settings.batch_size)
+    record["padded_positions"] = sum(positions) / steps
+    return record
