@@ -164,3 +164,28 @@ def test_augmentation_report_needs_an_augmented_task(capsys):
                  "tasks=[{name: a, type: regression, data: {generated: rating}}]"])
     assert code == 2
     assert "give at least one task an `augment:` entry" in capsys.readouterr().err
+
+
+def test_runs_of_other_code_are_kept_and_found(tmp_path):
+    """A run's folder names its code: a rerun under other code trains beside the earlier run, not over it. Reuse
+    takes the same run first and, with `any_code`, the newest one of the same recipe (old code-less folders too)."""
+    from hf_mtl.recipes.run_cache import RunRecord, find_reusable, run_dir_name
+
+    def record(code, finished=None):
+        return RunRecord(label="multi_task", seed=1, fingerprint=f"run-{code}", fingerprint_without_code="recipe12345",
+                         code=code, scores={"t": {"accuracy": 0.5}}, steps=3, seconds=1.0, finished=finished)
+
+    seed_dir = tmp_path / "seed1"
+    legacy = seed_dir / "multi_task-recipe12"  # recorded before folders named their code
+    record("aaaa0000").save(legacy)
+    newer = seed_dir / run_dir_name("multi_task", "recipe12345", "bbbb1111")
+    record("bbbb1111", finished="2026-12-06T17:00:00+00:00").save(newer)
+    assert newer.name == "multi_task-recipe12-bbbb1111"
+    record("cccc2222").save(seed_dir / "multi_task-otherrec-cccc2222")  # another recipe: never a candidate
+
+    assert find_reusable(seed_dir, "multi_task", "run-aaaa0000", "recipe12345", any_code=False)[0] == legacy
+    assert find_reusable(seed_dir, "multi_task", "run-bbbb1111", "recipe12345", any_code=False)[0] == newer
+    assert find_reusable(seed_dir, "multi_task", "run-dddd3333", "recipe12345", any_code=False) is None
+    path, found = find_reusable(seed_dir, "multi_task", "run-dddd3333", "recipe12345", any_code=True)
+    assert path == newer and found.code == "bbbb1111"
+    assert find_reusable(seed_dir, "single_x", "run-aaaa0000", "recipe12345", any_code=True) is None

@@ -122,6 +122,7 @@ class RunRecord:
     task_rows: dict[str, int] = field(default_factory=dict)
     model_saved: bool = False
     parameters: int | None = None
+    finished: str | None = None  # UTC time the run ended (ISO 8601); records written before 2026-12-06 have none
 
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -140,11 +141,25 @@ class RunRecord:
             return None  # a record from another version or cut short: train again
 
 
-def find_reusable(run_dir: Path, fingerprint: str, fingerprint_without_code: str, any_code: bool) -> RunRecord | None:
-    """The record in `run_dir` if it belongs to the same run (the same code too, unless `any_code`)."""
-    record = RunRecord.load(run_dir)
-    if record is None:
-        return None
-    if record.fingerprint == fingerprint or (any_code and record.fingerprint_without_code == fingerprint_without_code):
-        return record
+def run_dir_name(label: str, fingerprint_without_code: str, code: str) -> str:
+    """A run's folder: its label, its recipe fingerprint and its code, so that a rerun under other code (without
+    `--reuse-any-code`) trains beside the earlier run instead of over it, and reports keep pointing at their runs."""
+    return f"{label}-{fingerprint_without_code[:8]}-{code[:8]}"
+
+
+def find_reusable(seed_dir: Path, label: str, fingerprint: str, fingerprint_without_code: str,
+                  any_code: bool) -> tuple[Path, RunRecord] | None:
+    """The finished run of `label` in `seed_dir` that can stand in for this one, with its folder: the same run (same
+    code too) first; with `any_code` else the newest one of the same recipe under other code. Folders of either name
+    count: `<label>-<recipe>-<code>` and the code-less `<label>-<recipe>` of runs recorded before 2026-12-06."""
+    prefix = f"{label}-{fingerprint_without_code[:8]}"
+    candidates = sorted(path for path in seed_dir.glob(f"{prefix}*") if path.name == prefix or path.name.startswith(f"{prefix}-"))
+    found = [(path, record) for path in candidates if (record := RunRecord.load(path)) is not None]
+    for path, record in found:
+        if record.fingerprint == fingerprint:
+            return path, record
+    if any_code:
+        others = [(path, record) for path, record in found if record.fingerprint_without_code == fingerprint_without_code]
+        if others:
+            return max(others, key=lambda item: item[1].finished or "")  # records without a time are the oldest
     return None

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from ..evaluation.comparison import card_rows, planned_task_rows, steps_for_rows, transfer_table, write_transfer_report
 from .loader import Recipe
-from .run_cache import RunRecord, code_fingerprint, find_reusable, run_fingerprint
+from .run_cache import RunRecord, code_fingerprint, find_reusable, run_dir_name, run_fingerprint
 
 
 # Every run of a report: no intermediate checkpoints (only scores are compared), no Hub pushes (push the model you
@@ -103,7 +104,7 @@ def _plan(recipe: Recipe, label: str, seed: int, changes: dict[str, Any], runs_d
     changes = {**RUN_SETTINGS, "seed": seed, **changes}
     fingerprint = run_fingerprint(recipe, changes)
     without_code = run_fingerprint(recipe, changes, include_code=False)
-    run_dir = runs_dir / f"seed{seed}" / f"{label}-{without_code[:8]}"
+    run_dir = runs_dir / f"seed{seed}" / run_dir_name(label, without_code, code_fingerprint())
     return PlannedRun(label, seed, recipe, {**changes, "output_dir": str(run_dir)}, run_dir, fingerprint, without_code,
                       steps, save_model)
 
@@ -129,6 +130,7 @@ def execute_run(run: PlannedRun, threads: int | None = None) -> RunRecord:
         seconds=round(time.time() - start, 1), task_rows=trainer_task_rows(result.trainer) if run.label == "multi_task" else {},
         model_saved=run.save_model,
         parameters=sum(p.numel() for p in result.trainer.model.parameters()),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     if result.trainer.is_world_process_zero():
         record.save(run.run_dir)
@@ -227,9 +229,10 @@ def run_transfer_report(
     def run_all(runs: list[PlannedRun]) -> None:
         todo = []
         for run in runs:
-            record = find_reusable(run.run_dir, run.fingerprint, run.fingerprint_without_code, reuse_any_code)
-            if record is not None and (not run.save_model or record.model_saved):
-                records[(run.seed, run.label)] = record
+            found = find_reusable(run.run_dir.parent, run.label, run.fingerprint, run.fingerprint_without_code,
+                                  reuse_any_code)
+            if found is not None and (not run.save_model or found[1].model_saved):
+                run.run_dir, records[(run.seed, run.label)] = found  # the report points at the run it used
                 progress.reused(run)
             else:
                 todo.append(run)
