@@ -159,6 +159,12 @@ def paired_ratios(numerators: list[float], denominators: list[float]) -> dict:
             "pairs": len(ratios)}
 
 
+def time_ratios(records: list[dict], reference: list[dict]) -> tuple[dict, dict]:
+    """`paired_ratios` of the step time and of the CPU time of an arm's runs against a reference arm's (same repeats)."""
+    return (paired_ratios([r["step_time"] for r in records], [r["step_time"] for r in reference]),
+            paired_ratios([r["cpu_time"] for r in records], [r["cpu_time"] for r in reference]))
+
+
 def interleaved(arms: list, repeat: int) -> list:
     """The arms in the order of repeat `repeat`: forward on even repeats, reversed on odd ones (A B C, C B A, ...)."""
     return list(arms) if repeat % 2 == 0 else list(reversed(arms))

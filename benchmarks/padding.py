@@ -21,7 +21,7 @@ from hf_mtl import MultiTaskCollator, MultiTaskModel, MultiTaskTrainer, MultiTas
 from hf_mtl.data import preprocess_task
 
 from .arms import StepTimer, common_arguments, summarize
-from .common import interleaved, log, median, paired_ratios, target
+from .common import interleaved, log, median, target, time_ratios
 from .data import natural_length_tasks
 
 
@@ -44,13 +44,10 @@ def run(context) -> dict:
             runs[arm].append(record)
             log(f"padding, repeat {repeat + 1}/{settings.repeats}, {arm}: {record['step_time']:.3f} s/step, "
                 f"{record['padded_positions']:.0f} positions through the encoder per step")
-    whole = [record["step_time"] for record in runs["whole"]]
-    whole_cpu = [record["cpu_time"] for record in runs["whole"]]
     targets, details = [], {}
     k = len(specs)
     for arm, limit in (("buckets", GOAL), ("grouped", None)):
-        ratio = paired_ratios([record["step_time"] for record in runs[arm]], whole)
-        cpu = paired_ratios([record["cpu_time"] for record in runs[arm]], whole_cpu)
+        ratio, cpu = time_ratios(runs[arm], runs["whole"])
         positions = median(record["padded_positions"] for record in runs[arm]) / median(
             record["padded_positions"] for record in runs["whole"])
         label = ("Length-sorted encoder calls (encoder_length_buckets=2) / one padded call" if arm == "buckets"
@@ -63,7 +60,7 @@ def run(context) -> dict:
         ))
         details[arm] = {**ratio, "ratio_cpu": cpu["ratio"], "positions_ratio": round(positions, 4),
                         "median_step_time": median(record["step_time"] for record in runs[arm])}
-    details["whole"] = {"median_step_time": median(whole)}
+    details["whole"] = {"median_step_time": median(record["step_time"] for record in runs["whole"])}
     return {"targets": targets, "details": {"num_tasks": k, "max_seq_length": seq_len, "arms": details}}
 
 

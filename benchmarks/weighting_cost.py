@@ -13,7 +13,7 @@ K-task model and the same mixed batches (the gradient methods need every task in
 from __future__ import annotations
 
 from .arms import run_training
-from .common import interleaved, log, median, paired_ratios, target
+from .common import interleaved, log, median, target, time_ratios
 
 
 LOSS_LEVEL = ["uncertainty", "dwa", "famo", "famo_next_step", "rep_norm", "gradnorm_rep"]
@@ -40,11 +40,9 @@ def run(context) -> dict:
                 f"{record['backward_passes']} backward pass(es)")
 
     static = [record["step_time"] for record in runs["mtl_static"]]
-    static_cpu = [record["cpu_time"] for record in runs["mtl_static"]]
     targets, details = [], {}
     for name in LOSS_LEVEL + GRADIENT_LEVEL:
-        ratio = paired_ratios([record["step_time"] for record in runs[f"mtl_{name}"]], static)
-        cpu = paired_ratios([record["cpu_time"] for record in runs[f"mtl_{name}"]], static_cpu)
+        ratio, cpu = time_ratios(runs[f"mtl_{name}"], runs["mtl_static"])
         passes = median(record["backward_passes"] for record in runs[f"mtl_{name}"])
         gradient = name in GRADIENT_LEVEL
         limit = k + 0.5 if gradient else LIMITS.get(name, 1.05)
