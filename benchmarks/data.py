@@ -36,17 +36,21 @@ def _join_rows(name: str, rows: list[dict], pieces: int, rng: random.Random) -> 
     return {"text": text, "label": chosen[-1]["label"]}
 
 
-def generated_tasks(num_tasks: int, seq_len: int, seed: int) -> tuple[list[dict], dict[str, Dataset]]:
+def generated_tasks(num_tasks: int, seq_len: int, seed: int, natural_lengths: bool = False) -> tuple[list[dict], dict[str, Dataset]]:
+    """Generated tasks whose rows overflow `seq_len`, or with `natural_lengths` rows of 1 to `seq_len / 8` sentences
+    (about 8 tokens each: from one sentence to about full)."""
     names = GENERATED_TASKS[:num_tasks]
     raw = demo_datasets(num_train=400, num_eval=1, seed=seed, tasks=names)
     specs = {spec["name"]: spec for spec in demo_tasks(names)}
     # ~6 words per generated sentence and ~1.3 tokens per word: join enough sentences to overflow seq_len.
     pieces = max(1, math.ceil(seq_len / 6))
+    most = max(1, seq_len // 8)
     rng = random.Random(seed)
     datasets = {}
     for name in names:
         rows = list(raw[name]["train"])
-        datasets[name] = Dataset.from_list([_join_rows(name, rows, pieces, rng) for _ in range(ROWS_PER_TASK)])
+        datasets[name] = Dataset.from_list([_join_rows(name, rows, rng.randint(1, most) if natural_lengths else pieces, rng)
+                                            for _ in range(ROWS_PER_TASK)])
     return [specs[name] for name in names], datasets
 
 
@@ -79,20 +83,11 @@ def real_tasks(data_dir: str, num_tasks: int) -> tuple[list[dict], dict[str, Dat
 
 
 def natural_length_tasks(settings, seq_len: int) -> tuple[list[dict], dict[str, Dataset]]:
-    """Like `benchmark_tasks`, but rows keep lengths of their own (for the padding measurement): generated rows join
-    1 to `seq_len / 8` sentences (about 8 tokens each: from one sentence to about full), real corpora come as they are."""
+    """Like `benchmark_tasks`, but rows keep lengths of their own (for the padding measurement): generated rows of 1 to
+    `seq_len / 8` sentences, real corpora as they are."""
     if settings.data_dir:
         return real_tasks(settings.data_dir, settings.num_tasks)
-    names = GENERATED_TASKS[: settings.num_tasks]
-    raw = demo_datasets(num_train=400, num_eval=1, seed=settings.seed, tasks=names)
-    specs = {spec["name"]: spec for spec in demo_tasks(names)}
-    most = max(1, seq_len // 8)
-    rng = random.Random(settings.seed)
-    datasets = {}
-    for name in names:
-        rows = list(raw[name]["train"])
-        datasets[name] = Dataset.from_list([_join_rows(name, rows, rng.randint(1, most), rng) for _ in range(ROWS_PER_TASK)])
-    return [specs[name] for name in names], datasets
+    return generated_tasks(settings.num_tasks, seq_len, settings.seed, natural_lengths=True)
 
 
 def benchmark_tasks(settings) -> tuple[list[dict], dict[str, Dataset]]:

@@ -26,6 +26,14 @@ def padded_batch(lengths=LENGTHS, width=WIDTH, seed=0):
     return input_ids * attention_mask, attention_mask
 
 
+def record_widths(encoder):
+    """The width of every call the encoder receives, and the hook's handle."""
+    widths = []
+    handle = encoder.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                               with_kwargs=True)
+    return widths, handle
+
+
 def test_attended_lengths_reads_the_last_attended_position():
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 0]])
     assert attended_lengths(mask).tolist() == [2, 4, 3, 0]
@@ -83,9 +91,7 @@ def test_bucketed_encoder_matches_one_padded_call_in_outputs_and_gradients():
 def test_bucketed_encoder_trims_a_batch_padded_beyond_its_longest_row():
     encoder = BertModel(tiny_bert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0), add_pooling_layer=False)
     input_ids, attention_mask = padded_batch(lengths=[10, 11, 12, 12], width=40)
-    widths = []
-    handle = encoder.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
-                                               with_kwargs=True)
+    widths, handle = record_widths(encoder)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     out = run_encoder_in_length_buckets(encoder, inputs, 4).last_hidden_state
     handle.remove()
@@ -100,9 +106,7 @@ def test_one_padded_call_in_eval_mode_and_for_per_layer_outputs(case):
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if case == "per-layer-outputs":
         inputs["output_hidden_states"] = True
-    widths = []
-    handle = encoder.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
-                                               with_kwargs=True)
+    widths, handle = record_widths(encoder)
     out = run_encoder_in_length_buckets(encoder, inputs, 4)
     handle.remove()
     assert widths == [WIDTH] and out.last_hidden_state.shape == (len(LENGTHS), WIDTH, 32)

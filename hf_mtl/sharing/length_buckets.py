@@ -93,15 +93,11 @@ def run_encoder_in_length_buckets(encoder: nn.Module, encoder_inputs: dict[str, 
     encoder's weights are sharded, under gradient checkpointing (reentrant checkpoints of several calls would report a
     parameter's gradient twice to DDP), and while tracing (`torch.export`, ONNX, `torch.compile`)."""
     mask = encoder_inputs.get("attention_mask")
-    reference = encoder_inputs.get("input_ids")
-    if reference is None:
-        reference = encoder_inputs.get("inputs_embeds")
     if (
         max_buckets <= 1
         or not encoder.training
         or mask is None
         or mask.dim() != 2
-        or reference is None
         or encoder_inputs.get("output_hidden_states")
         or encoder_inputs.get("output_attentions")
         or encoder_is_sharded(encoder)
@@ -113,21 +109,26 @@ def run_encoder_in_length_buckets(encoder: nn.Module, encoder_inputs: dict[str, 
     lengths = attended_lengths(mask).tolist()
     buckets = plan_length_buckets(lengths, max_buckets)
     if len(buckets) == 1:
-        part_width = max(max(lengths), 1)
-        if part_width == width:
+        if max(lengths) >= width:
             return encoder(**encoder_inputs)
-        hidden = encoder(**_rows_and_width(encoder_inputs, None, part_width, batch_size, width)).last_hidden_state
-        return BaseModelOutput(last_hidden_state=F.pad(hidden, (0, 0, 0, width - part_width)))
+        return BaseModelOutput(last_hidden_state=_encode_part(encoder, encoder_inputs, None, max(lengths), batch_size, width))
     pieces, order = [], []
     for rows in buckets:
-        part_width = max(max(lengths[row] for row in rows), 1)
         index = torch.tensor(rows, dtype=torch.long, device=mask.device)
-        hidden = encoder(**_rows_and_width(encoder_inputs, index, part_width, batch_size, width)).last_hidden_state
-        pieces.append(F.pad(hidden, (0, 0, 0, width - part_width)))
+        pieces.append(_encode_part(encoder, encoder_inputs, index, max(lengths[row] for row in rows), batch_size, width))
         order.extend(rows)
     inverse = torch.empty(batch_size, dtype=torch.long, device=mask.device)
     inverse[torch.tensor(order, dtype=torch.long, device=mask.device)] = torch.arange(batch_size, device=mask.device)
     return BaseModelOutput(last_hidden_state=torch.cat(pieces).index_select(0, inverse))
+
+
+def _encode_part(encoder: nn.Module, inputs: dict[str, Any], rows: torch.Tensor | None, longest: int, batch_size: int,
+                 width: int) -> torch.Tensor:
+    """The last hidden states of some rows (all when `rows` is None), run cut to their longest row and padded back to
+    `width` with zeros."""
+    part_width = max(longest, 1)
+    hidden = encoder(**_rows_and_width(inputs, rows, part_width, batch_size, width)).last_hidden_state
+    return F.pad(hidden, (0, 0, 0, width - part_width))
 
 
 def _rows_and_width(inputs: dict[str, Any], rows: torch.Tensor | None, part_width: int, batch_size: int, width: int):
