@@ -75,13 +75,20 @@ class MultiTaskConfig(PreTrainedConfig):
             - `adashare`: `initial_temperature` (5.0), `final_temperature` (0.5), `search_steps` (None = the
               whole run), `sparsity_weight` (0.05), `sharing_weight` (0.05), `policy_lr` (0.01),
               `initial_execute_probability` (0.9), `policy` (written when the search ends).
+        encoder_packing (`bool`, *optional*, defaults to `True`):
+            In training, run a batch's rows packed end to end into a few lines, each row attending only to itself,
+            instead of padded to the longest row: one encoder call over about the batch's real tokens, the same loss
+            and gradients up to float rounding (see `hf_mtl.sharing.row_packing`; a dev-suite step's encoder pass
+            0.70x of two length-sorted calls). For encoders with absolute positions and eager or SDPA attention
+            (BERT, RoBERTa, XLM-R, ELECTRA); others use `encoder_length_buckets`. Applies to the schemes that run the
+            encoder once per batch (`hard`, `shared_private`); not in eval mode, while tracing, or when per-layer
+            outputs are requested.
         encoder_length_buckets (`int`, *optional*, defaults to 2):
-            In training, up to this many encoder calls per batch, on rows sorted by length, each cut to its own
+            Where rows are not packed (`encoder_packing=False`, or an encoder that cannot take packed rows), in
+            training, up to this many encoder calls per batch, on rows sorted by length, each cut to its own
             longest row: less padding for the same loss and gradients (up to float rounding), used where the
             positions saved outweigh the extra calls (see `hf_mtl.sharing.length_buckets`; about 10% of a step on
-            the dev suite). `1` runs every batch whole. Applies to the schemes that run the encoder once per batch
-            (`hard`, `shared_private`); not in eval mode, under FSDP / ZeRO-3, gradient checkpointing or tracing, or
-            when per-layer outputs are requested.
+            the dev suite). `1` runs every batch whole. Not under FSDP / ZeRO-3 or gradient checkpointing either.
 
     Example:
 
@@ -114,6 +121,7 @@ class MultiTaskConfig(PreTrainedConfig):
     adversarial: bool = False
     sharing: str = "hard"
     sharing_kwargs: dict = field(default_factory=dict)
+    encoder_packing: bool = True
     encoder_length_buckets: int = 2
 
     def __post_init__(self, **kwargs):
@@ -136,6 +144,8 @@ class MultiTaskConfig(PreTrainedConfig):
         if self.sharing_kwargs is not None and not isinstance(self.sharing_kwargs, dict):
             raise ValueError(f"`sharing_kwargs` must be a dict of the scheme's options, got {self.sharing_kwargs!r}.")
         self.sharing_kwargs = SHARING.get(self.sharing).validate_options(self.sharing_kwargs, self)
+        if not isinstance(self.encoder_packing, bool):
+            raise ValueError(f"encoder_packing must be True or False, got {self.encoder_packing!r}.")
         buckets = self.encoder_length_buckets
         if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
             raise ValueError(

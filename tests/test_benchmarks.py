@@ -67,7 +67,7 @@ def test_in_process_measurements(tmp_path):
     results, markdown = run_benchmark(tmp_path, "--only", *measurements)
     check_structure(results, markdown, measurements)
     ids = [row["id"] for row in results["targets"]]
-    assert ids == ["1", "1b"] + ["2"] * 9 + ["3", "3b", "3c", "5", "5", "7", "7"]
+    assert ids == ["1", "1b"] + ["2"] * 9 + ["3", "3b", "3c", "5", "5", "7", "7", "7"]
     # Backward passes are counted by a gradient hook, not assumed: one for loss weighting, one per task for gradient
     # weighting (K = 4, and every mixed batch of 16 rows holds all four tasks).
     strategies = results["measurements"]["weighting"]["strategies"]
@@ -86,10 +86,12 @@ def test_in_process_measurements(tmp_path):
     assert inference["parameters"]["separate"] > 3 * inference["parameters"]["multitask"]
     for arm in ("mtl_trainer", "mtl_static", "hf_trainer"):
         assert 0 <= results["measurements"]["data"][arm]["data_share"] <= 1
-    # Rows of their own lengths: the encoder sees fewer positions in length-sorted calls, fewer still when grouped.
+    # Rows of their own lengths: the encoder sees fewer positions in length-sorted calls, fewer still packed.
     padding = results["measurements"]["padding"]
     assert padding["max_seq_length"] == 64
-    assert padding["arms"]["grouped"]["positions_ratio"] < padding["arms"]["buckets"]["positions_ratio"] < 1
+    arms = padding["arms"]
+    assert arms["packed"]["positions_ratio"] <= arms["buckets"]["positions_ratio"] < 1
+    assert arms["grouped"]["positions_ratio"] < 1
 
 
 @pytest.mark.slow

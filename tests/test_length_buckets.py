@@ -143,7 +143,7 @@ def test_model_loss_and_gradients_do_not_depend_on_the_buckets(sharing):
     for buckets in (1, 4):
         torch.manual_seed(0)
         config = MultiTaskConfig(encoder=encoder_config, tasks=TASKS, classifier_dropout=0.0, sharing=sharing,
-                                 encoder_length_buckets=buckets)
+                                 encoder_packing=False, encoder_length_buckets=buckets)
         model = MultiTaskModel(config).train()
         out = model(input_ids=input_ids, attention_mask=attention_mask, task_ids=task_ids, labels=labels.float())
         out.loss.backward()

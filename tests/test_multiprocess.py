@@ -97,22 +97,31 @@ def test_fsdp_on_cpu_processes_trains_like_ddp(tmp_path, weighting, batching, ex
 
 
 @pytest.mark.slow
-def test_length_buckets_split_batches_under_ddp_and_keep_them_whole_under_fsdp(tmp_path):
-    """`encoder_length_buckets` on two processes: under DDP each process splits its own batches (a different number
-    of encoder calls per process is fine: DDP's collectives are per parameter, in backward) and trains like whole
-    batches; under FSDP, whose every encoder call gathers the weights collectively, batches stay whole."""
+def test_packed_rows_and_length_buckets_train_like_whole_batches_under_ddp_and_fsdp(tmp_path):
+    """The encoder's padding-free calls on two processes. Packed rows (the default): one call per batch under DDP and
+    FSDP alike, trained like whole batches. Length buckets: under DDP each process splits its own batches (a
+    different number of encoder calls per process is fine: DDP's collectives are per parameter, in backward); under
+    FSDP, whose every encoder call gathers the weights collectively, batches stay whole."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    arms = {"whole": ["whole"], "ddp_buckets": ["buckets"], "fsdp_buckets": ["buckets", "fsdp"], "ddp_packed": [],
+            "fsdp_packed": ["fsdp"]}
     results = {}
-    for name, extra in {"whole": ["whole"], "ddp": ["buckets"], "fsdp": ["buckets", "fsdp"]}.items():
+    for name, extra in arms.items():
         (tmp_path / name).mkdir()
         run([*torchrun, str(tmp_path / name), "4", "static", "mixed", *extra], tmp_path)
         results[name] = [load(tmp_path / name, rank) for rank in (0, 1)]
     forwards = [len(result["tasks"]) for result in results["whole"]]
-    assert [result["training_encoder_calls"] for result in results["whole"]] == forwards
-    assert all(result["training_encoder_calls"] > calls for result, calls in zip(results["ddp"], forwards))
-    assert [result["training_encoder_calls"] for result in results["fsdp"]] == forwards
-    assert results["ddp"][0]["digest"] == pytest.approx(results["whole"][0]["digest"], rel=1e-5)
-    assert results["fsdp"][0]["digest"] == pytest.approx(results["whole"][0]["digest"], rel=1e-5)
+    calls = {name: [result["training_encoder_calls"] for result in ranks] for name, ranks in results.items()}
+    packed = {name: [result["packed_encoder_calls"] for result in ranks] for name, ranks in results.items()}
+    unpadded = {name: [result["unpadded_training_calls"] for result in ranks] for name, ranks in results.items()}
+    assert calls["whole"] == calls["fsdp_buckets"] == forwards
+    assert all(split > whole for split, whole in zip(calls["ddp_buckets"], forwards))
+    for name in ("ddp_packed", "fsdp_packed"):  # every batch with padding packed, in one call
+        assert calls[name] == forwards
+        assert [p + u for p, u in zip(packed[name], unpadded[name])] == forwards and sum(packed[name]) > 0
+    assert packed["whole"] == packed["ddp_buckets"] == [0, 0]
+    for name in arms:
+        assert results[name][0]["digest"] == pytest.approx(results["whole"][0]["digest"], rel=1e-5), name
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import TaskError
 from ..utils.registry import Registry
-from .length_buckets import run_encoder_in_length_buckets
+from .padding_free import run_encoder_padding_free
 
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class SharedConfig(Protocol):
     encoder: PreTrainedConfig
     pooling: str
     sharing_kwargs: dict[str, Any]
+    encoder_packing: bool
     encoder_length_buckets: int
     name_or_path: str
 
@@ -259,7 +260,9 @@ class SharingScheme(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def encode(self, model: SharedModel, task_ids: torch.LongTensor, encoder_inputs: dict[str, Any]) -> EncodedBatch:
-        encoder_outputs = run_encoder_in_length_buckets(model.encoder, encoder_inputs, model.config.encoder_length_buckets)
+        encoder_outputs = run_encoder_padding_free(
+            model.encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets
+        )
         hidden = encoder_outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
 

@@ -79,7 +79,7 @@ def _checkpointing(encoder: nn.Module) -> bool:
     return bool(getattr(encoder, "is_gradient_checkpointing", False))
 
 
-def _tracing() -> bool:
+def is_tracing() -> bool:
     # The plan reads the lengths on the host: a traced or exported graph would freeze one batch's plan.
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
@@ -102,7 +102,7 @@ def run_encoder_in_length_buckets(encoder: nn.Module, encoder_inputs: dict[str, 
         or encoder_inputs.get("output_attentions")
         or encoder_is_sharded(encoder)
         or _checkpointing(encoder)
-        or _tracing()
+        or is_tracing()
     ):
         return encoder(**encoder_inputs)
     batch_size, width = mask.shape

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..heads import pool
 from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, merge_rows
-from .length_buckets import run_encoder_in_length_buckets
+from .padding_free import run_encoder_padding_free
 
 
 @dataclass
@@ -132,7 +132,9 @@ class SharedPrivateSharing(SharingScheme):
         del self.private[name]
 
     def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
-        outputs = run_encoder_in_length_buckets(model.encoder, encoder_inputs, model.config.encoder_length_buckets)
+        outputs = run_encoder_padding_free(
+            model.encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets
+        )
         shared = outputs.last_hidden_state
         embeddings = encoder_inputs.get("inputs_embeds")
         if embeddings is None:

@@ -8,8 +8,10 @@ Usage: ddp_train.py OUTPUT_DIR PER_DEVICE_BATCH WEIGHTING BATCHING [OPTION ...],
   refine   4 refinement steps per head after training
   save     a checkpoint every 3 steps;  resume  resume from the newest checkpoint of OUTPUT_DIR/checkpoints
   bf16     bf16 mixed precision (under FSDP: its MixedPrecisionPolicy)
-  buckets  split every batch of unequal lengths into up to 4 length-sorted encoder calls (`encoder_length_buckets`
-           with no cost per call); `whole` runs every batch in one call. The result counts the encoder calls.
+  buckets  rows not packed, every batch of unequal lengths split into up to 4 length-sorted encoder calls
+           (`encoder_length_buckets` with no cost per call); `whole` runs every batch in one padded call; without
+           either, the model's defaults (rows packed). The result counts the encoder calls, the packed ones and those
+           of batches without padding (never packed: nothing to save).
 """
 
 import json
@@ -41,8 +43,9 @@ def main():
         length_buckets.CALL_COST_POSITIONS = 0
     buckets = 4 if "buckets" in options else 1 if "whole" in options else 2
     torch.manual_seed(0)
+    packing = not options & {"buckets", "whole"}
     model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=demo_tasks(names), classifier_dropout=0.0,
-                                           encoder_length_buckets=buckets))
+                                           encoder_packing=packing, encoder_length_buckets=buckets))
     args = MultiTaskTrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch, per_device_eval_batch_size=8, max_steps=6,
         learning_rate=2e-3, weighting=weighting, batching=batching, report_to="none",
@@ -67,7 +70,11 @@ def main():
 
     model.forward = recording_forward
     encoder_calls = []
-    model.encoder.register_forward_hook(lambda module, args, output: encoder_calls.append(module.training))
+    def record_call(module, args, kwargs):  # (training, packed rows, a batch without padding)
+        mask = kwargs["attention_mask"]
+        encoder_calls.append((module.training, mask.dim() == 4, mask.dim() == 2 and bool(mask.all())))
+
+    model.encoder.register_forward_pre_hook(record_call, with_kwargs=True)
     trainer.train(resume_from_checkpoint=True if "resume" in options else None)
     from torch.distributed.tensor import DTensor  # FSDP2's sharded parameters
 
@@ -78,7 +85,9 @@ def main():
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
     result = {"log": trainer.state.log_history, "world_size": world, "tasks": seen, "metrics": metrics,
-              "training_encoder_calls": sum(encoder_calls)}
+              "training_encoder_calls": sum(call[0] for call in encoder_calls),
+              "packed_encoder_calls": sum(call[1] for call in encoder_calls),
+              "unpadded_training_calls": sum(call[0] and call[2] for call in encoder_calls)}
     if "fsdp" in options:
         result["sharded"] = sharded
         result["parameters"] = [name for name, _ in trainer.model.named_parameters()]

@@ -1,0 +1,42 @@
+"""How a training batch goes through the shared encoder with the least padding: packed rows where the encoder can
+take them (`row_packing`), else length-sorted calls (`length_buckets`), else one padded call.
+
+Both give every row the states of one padded call, up to float rounding, so the choice changes speed, not the model.
+Training mode only: in eval mode every output, padded positions included, is that of one call, as exported models
+give it. One padded call also without a 2-D attention mask, when per-layer outputs are requested (their padded
+positions would differ) and while tracing (`torch.export`, ONNX, `torch.compile`: a traced graph would freeze one
+batch's plan).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .length_buckets import attended_lengths, is_tracing, run_encoder_in_length_buckets
+from .row_packing import packed_position_start, run_encoder_packed
+
+
+def run_encoder_padding_free(encoder: nn.Module, encoder_inputs: dict[str, Any], packing: bool, max_buckets: int) -> Any:
+    """`encoder(**encoder_inputs)`, packed (`packing` and an encoder that takes packed rows), else in up to
+    `max_buckets` length-sorted calls (see `run_encoder_in_length_buckets` for when it keeps the batch whole)."""
+    mask = encoder_inputs.get("attention_mask")
+    position_start = packed_position_start(encoder) if packing else None
+    if (
+        position_start is None
+        or not encoder.training
+        or mask is None
+        or mask.dim() != 2
+        or encoder_inputs.get("output_hidden_states")
+        or encoder_inputs.get("output_attentions")
+        or is_tracing()
+    ):
+        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+    lengths, attended = torch.stack([attended_lengths(mask), mask.ne(0).sum(dim=1)]).tolist()  # one host sync
+    if lengths != attended:  # a row with a gap or left padding: packing assumes each row's mask is ones, then zeros
+        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+    if min(lengths) == mask.shape[1]:  # nothing padded
+        return encoder(**encoder_inputs)
+    return run_encoder_packed(encoder, encoder_inputs, lengths, position_start)
