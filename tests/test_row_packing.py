@@ -89,7 +89,7 @@ def test_encoders_that_cannot_take_packed_rows_use_length_buckets():
     assert shapes == [(len(LENGTHS), WIDTH)]
 
 
-@pytest.mark.parametrize("case", ["eval-mode", "per-layer-outputs", "gap-in-a-row", "packing-off"])
+@pytest.mark.parametrize("case", ["eval-mode", "per-layer-outputs", "gap-in-a-row", "broadcast-positions", "packing-off"])
 def test_one_padded_call_where_packing_does_not_apply(case):
     encoder = tiny_encoder().train(case != "eval-mode")
     input_ids, attention_mask = padded_batch()
@@ -98,6 +98,8 @@ def test_one_padded_call_where_packing_does_not_apply(case):
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if case == "per-layer-outputs":
         inputs["output_hidden_states"] = True
+    if case == "broadcast-positions":
+        inputs["position_ids"] = torch.arange(WIDTH)[None]
     shapes, handle = record_calls(encoder)
     run_encoder_padding_free(encoder, inputs, case != "packing-off", max_buckets=1)
     handle.remove()

@@ -34,6 +34,10 @@ def run_encoder_padding_free(encoder: nn.Module, encoder_inputs: dict[str, Any],
         or is_tracing()
     ):
         return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+    if any(torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape[:2]) != tuple(mask.shape)
+           for name, value in encoder_inputs.items() if name != "attention_mask"):
+        # An input broadcast over rows (e.g. position_ids of shape [1, width]) cannot be packed row by row.
+        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
     lengths, attended = torch.stack([attended_lengths(mask), mask.ne(0).sum(dim=1)]).tolist()  # one host sync
     if lengths != attended:  # a row with a gap or left padding: packing assumes each row's mask is ones, then zeros
         return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
