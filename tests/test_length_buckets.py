@@ -26,6 +26,22 @@ def padded_batch(lengths=LENGTHS, width=WIDTH, seed=0):
     return input_ids * attention_mask, attention_mask
 
 
+def mixed_batch():
+    """`padded_batch()` as a mixed batch of the three `TASKS` (sentence label, token tags, regression target): input
+    ids, attention mask, task ids and labels in the mixed collator's padded format."""
+    input_ids, attention_mask = padded_batch()
+    task_ids = torch.tensor([0, 1, 2, 1, 0, 2, 0, 1, 2, 0])
+    labels = torch.full((len(LENGTHS), WIDTH), -100.0)
+    for row, task in enumerate(task_ids.tolist()):
+        if task == 0:
+            labels[row, 0] = row % 2
+        elif task == 2:
+            labels[row, 0] = 1.5
+        else:
+            labels[row, 1 : LENGTHS[row] - 1] = row % 3
+    return input_ids, attention_mask, task_ids, labels
+
+
 def record_widths(encoder):
     """The width of every call the encoder receives, and the hook's handle."""
     widths = []
@@ -129,23 +145,14 @@ def test_model_loss_and_gradients_do_not_depend_on_the_buckets(sharing):
     """A mixed batch of sentence, token and pair-regression rows through `MultiTaskModel`, with the default buckets and
     with whole batches: the same loss and gradients (dropout off, so both see the same computation)."""
     encoder_config = tiny_bert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    input_ids, attention_mask = padded_batch()
-    task_ids = torch.tensor([0, 1, 2, 1, 0, 2, 0, 1, 2, 0])
-    labels = torch.full((len(LENGTHS), WIDTH), -100)
-    for row, task in enumerate(task_ids.tolist()):
-        if task == 0:
-            labels[row, 0] = row % 2
-        elif task == 2:
-            labels[row, 0] = 1.5
-        else:
-            labels[row, 1 : LENGTHS[row] - 1] = row % 3
+    input_ids, attention_mask, task_ids, labels = mixed_batch()
     results = {}
     for buckets in (1, 4):
         torch.manual_seed(0)
         config = MultiTaskConfig(encoder=encoder_config, tasks=TASKS, classifier_dropout=0.0, sharing=sharing,
                                  encoder_packing=False, encoder_length_buckets=buckets)
         model = MultiTaskModel(config).train()
-        out = model(input_ids=input_ids, attention_mask=attention_mask, task_ids=task_ids, labels=labels.float())
+        out = model(input_ids=input_ids, attention_mask=attention_mask, task_ids=task_ids, labels=labels)
         out.loss.backward()
         results[buckets] = out.loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     torch.testing.assert_close(results[4][0], results[1][0], rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ from hf_mtl.sharing.padding_free import run_encoder_padding_free
 from hf_mtl.sharing.row_packing import PackedBatch, pack_rows, packed_position_start
 
 from .conftest import tiny_bert_config
-from .test_length_buckets import LENGTHS, TASKS, WIDTH, padded_batch
+from .test_length_buckets import LENGTHS, TASKS, WIDTH, mixed_batch, padded_batch
 
 
 def tiny_encoder(model_type="bert", attention="sdpa", **overrides):
@@ -125,16 +125,7 @@ def test_model_loss_and_gradients_do_not_depend_on_packing(sharing, task_embeddi
     call: the same loss and gradients (dropout off). Task tokens (`prefix`) arrive as `inputs_embeds` with their own
     position ids, which are packed as given."""
     encoder_config = tiny_bert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    input_ids, attention_mask = padded_batch()
-    task_ids = torch.tensor([0, 1, 2, 1, 0, 2, 0, 1, 2, 0])
-    labels = torch.full((len(LENGTHS), WIDTH), -100.0)
-    for row, task in enumerate(task_ids.tolist()):
-        if task == 0:
-            labels[row, 0] = row % 2
-        elif task == 2:
-            labels[row, 0] = 1.5
-        else:
-            labels[row, 1 : LENGTHS[row] - 1] = row % 3
+    input_ids, attention_mask, task_ids, labels = mixed_batch()
     results = {}
     for packing in (False, True):
         torch.manual_seed(0)
