@@ -17,6 +17,7 @@ back to length-sorted calls (`hf_mtl.sharing.length_buckets`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -48,13 +49,19 @@ def packed_position_start(encoder: nn.Module) -> int | None:
         return None
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         return None
-    if "position_ids" not in inspect.signature(encoder.forward).parameters:
+    if not _forward_takes_position_ids(type(encoder)):
         return None
     if config._attn_implementation == "eager" and encoder_is_sharded(encoder):
         # Eager attention adds a float mask, which must be in the dtype the scores are computed in: the weights'
         # dtype, except under FSDP / ZeRO mixed precision, which casts them inside the call.
         return None
     return start(config)
+
+
+@functools.cache
+def _forward_takes_position_ids(encoder_class: type) -> bool:
+    # Once per class: the signature does not change between steps.
+    return "position_ids" in inspect.signature(encoder_class.forward).parameters
 
 
 def pack_rows(lengths: list[int]) -> list[list[int]]:
