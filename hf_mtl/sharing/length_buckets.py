@@ -79,32 +79,41 @@ def _checkpointing(encoder: nn.Module) -> bool:
     return bool(getattr(encoder, "is_gradient_checkpointing", False))
 
 
-def is_tracing() -> bool:
+def _tracing() -> bool:
     # The plan reads the lengths on the host: a traced or exported graph would freeze one batch's plan.
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def needs_one_padded_call(encoder: nn.Module, encoder_inputs: dict[str, Any]) -> bool:
+    """Whether the batch must run as one padded call, however its rows could be split or packed: outside training
+    mode (in eval mode every output, padded positions included, is that of one call, as exported models give it),
+    without a 2-D attention mask, when per-layer outputs are requested (their padded positions would differ) and
+    while tracing (`torch.export`, ONNX, `torch.compile`)."""
+    mask = encoder_inputs.get("attention_mask")
+    return (
+        not encoder.training
+        or mask is None
+        or mask.dim() != 2
+        or bool(encoder_inputs.get("output_hidden_states"))
+        or bool(encoder_inputs.get("output_attentions"))
+        or _tracing()
+    )
 
 
 def run_encoder_in_length_buckets(encoder: nn.Module, encoder_inputs: dict[str, Any], max_buckets: int) -> Any:
     """`encoder(**encoder_inputs)`, run as length-sorted parts when that saves positions (see the module docstring).
 
-    Only in training mode, where the speed matters and padded positions are never read (in eval mode every output,
-    padded positions included, is that of one call, as exported models give it). One call also when the batch has no
-    2-D attention mask, when per-layer outputs are requested (their padded positions would differ), when the
-    encoder's weights are sharded, under gradient checkpointing (reentrant checkpoints of several calls would report a
-    parameter's gradient twice to DDP), and while tracing (`torch.export`, ONNX, `torch.compile`)."""
-    mask = encoder_inputs.get("attention_mask")
+    Only where the batch need not be one padded call (`needs_one_padded_call`; in training mode, where the speed
+    matters and padded positions are never read), and not when the encoder's weights are sharded or under gradient
+    checkpointing (reentrant checkpoints of several calls would report a parameter's gradient twice to DDP)."""
     if (
         max_buckets <= 1
-        or not encoder.training
-        or mask is None
-        or mask.dim() != 2
-        or encoder_inputs.get("output_hidden_states")
-        or encoder_inputs.get("output_attentions")
+        or needs_one_padded_call(encoder, encoder_inputs)
         or encoder_is_sharded(encoder)
         or _checkpointing(encoder)
-        or is_tracing()
     ):
         return encoder(**encoder_inputs)
+    mask = encoder_inputs["attention_mask"]
     batch_size, width = mask.shape
     lengths = attended_lengths(mask).tolist()
     buckets = plan_length_buckets(lengths, max_buckets)

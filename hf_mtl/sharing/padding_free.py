@@ -2,10 +2,8 @@
 take them (`row_packing`), else length-sorted calls (`length_buckets`), else one padded call.
 
 Both give every row the states of one padded call, up to float rounding, so the choice changes speed, not the model.
-Training mode only: in eval mode every output, padded positions included, is that of one call, as exported models
-give it. One padded call also without a 2-D attention mask, when per-layer outputs are requested (their padded
-positions would differ) and while tracing (`torch.export`, ONNX, `torch.compile`: a traced graph would freeze one
-batch's plan).
+Training mode only, and one padded call wherever `length_buckets.needs_one_padded_call` says so (eval mode, no 2-D
+attention mask, per-layer outputs, tracing).
 """
 
 from __future__ import annotations
@@ -15,25 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .length_buckets import attended_lengths, is_tracing, run_encoder_in_length_buckets
+from .length_buckets import attended_lengths, needs_one_padded_call, run_encoder_in_length_buckets
 from .row_packing import packed_position_start, run_encoder_packed
 
 
 def run_encoder_padding_free(encoder: nn.Module, encoder_inputs: dict[str, Any], packing: bool, max_buckets: int) -> Any:
     """`encoder(**encoder_inputs)`, packed (`packing` and an encoder that takes packed rows), else in up to
     `max_buckets` length-sorted calls (see `run_encoder_in_length_buckets` for when it keeps the batch whole)."""
-    mask = encoder_inputs.get("attention_mask")
+    if needs_one_padded_call(encoder, encoder_inputs):
+        return encoder(**encoder_inputs)
     position_start = packed_position_start(encoder) if packing else None
-    if (
-        position_start is None
-        or not encoder.training
-        or mask is None
-        or mask.dim() != 2
-        or encoder_inputs.get("output_hidden_states")
-        or encoder_inputs.get("output_attentions")
-        or is_tracing()
-    ):
+    if position_start is None:
         return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+    mask = encoder_inputs["attention_mask"]
     if any(torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape[:2]) != tuple(mask.shape)
            for name, value in encoder_inputs.items() if name != "attention_mask"):
         # An input broadcast over rows (e.g. position_ids of shape [1, width]) cannot be packed row by row.
