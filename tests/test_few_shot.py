@@ -71,6 +71,30 @@ def test_outputs_markdown_json_and_png(tmp_path, tokenizer, data):
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_warm_up_linear_decay_and_clipping_follow_the_config(tokenizer, data, monkeypatch):
+    seen = []
+    original = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(([group["lr"] for group in self.param_groups], float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    config = FewShotConfig(shots=[4], seeds=[0], steps=4, lr=1e-3, head_lr=1e-1, lr_scheduler_type="linear",
+                           warmup_ratio=0.25, max_grad_norm=1e-3, max_seq_length=24)
+    result = few_shot_evaluate({"x": make_model(0)}, NEW, data["train"], data["validation"], tokenizer, config, disable_tqdm=True)
+    assert [lrs for lrs, _ in seen] == [[0.0, 0.0], [1e-3, 1e-1], pytest.approx([2e-3 / 3, 2e-1 / 3]), pytest.approx([1e-3 / 3, 1e-1 / 3])]
+    assert all(norm <= 1e-3 * 1.0001 for _, norm in seen)
+    assert "linear schedule, 25% warm-up, clipped at 0.001" in result.to_markdown()
+
+    seen.clear()  # the defaults: the MetaTrainer inner loop, constant and unclipped
+    result = few_shot_evaluate({"x": make_model(0)}, NEW, data["train"], data["validation"], tokenizer,
+                               FewShotConfig(shots=[4], seeds=[0], steps=2, max_seq_length=24), disable_tqdm=True)
+    assert [lrs for lrs, _ in seen] == [[1e-3, 1e-1], [1e-3, 1e-1]] and seen[0][1] > 1e-3
+    assert "schedule" not in result.to_markdown()
+
+
 def test_bad_input_fails_before_any_training(tokenizer, data):
     with pytest.raises(DataError, match="shots=64 is larger than the 40 training examples"):
         few_shot_evaluate({"x": make_model(0)}, NEW, data["train"], data["validation"], tokenizer, FewShotConfig(shots=[8, 64]))
@@ -82,6 +106,12 @@ def test_bad_input_fails_before_any_training(tokenizer, data):
         FewShotConfig(optimizer="adam")
     with pytest.raises(ValueError, match="`shots` must be positive"):
         FewShotConfig(shots=[0, 8])
+    with pytest.raises(ValueError, match="Unknown lr_scheduler_type 'cosine'. Choose one of: constant, linear"):
+        FewShotConfig(lr_scheduler_type="cosine")
+    with pytest.raises(ValueError, match=r"`warmup_ratio` must be in \[0, 1\), got 1.5"):
+        FewShotConfig(warmup_ratio=1.5)
+    with pytest.raises(ValueError, match="`max_grad_norm` must be > 0"):
+        FewShotConfig(max_grad_norm=0)
 
 
 # ------------------------------------------------------------------ command line
@@ -111,12 +141,14 @@ def test_cli_few_shot_writes_the_report(tmp_path, checkpoint, files, capsys):
         "few-shot", checkpoint, "--names", "mtl", "--task", "sentiment", "--data", str(files / "train.jsonl"),
         "--eval-data", str(files / "validation.jsonl"), "--shots", "2,4", "--seeds", "0", "--steps", "1",
         "--max-seq-length", "24", "--output-dir", str(tmp_path / "out"), "--no-progress",
+        "--lr-scheduler-type", "linear", "--warmup-ratio", "0.1", "--max-grad-norm", "1",
     ])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| mtl |" in out
+    assert "| mtl |" in out and "linear schedule, 10% warm-up, clipped at 1.0" in out
     saved = json.load(open(tmp_path / "out" / "few_shot.json"))
     assert saved["task"] == "sentiment" and saved["config"]["shots"] == [2, 4]
+    assert (saved["config"]["lr_scheduler_type"], saved["config"]["warmup_ratio"], saved["config"]["max_grad_norm"]) == ("linear", 0.1, 1.0)
     assert (tmp_path / "out" / "few_shot.png").stat().st_size > 1000
 
 

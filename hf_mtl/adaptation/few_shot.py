@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, get_scheduler
 
 from ..configuration_multitask import MultiTaskConfig
 from ..data import DataError, preprocess_task
@@ -39,6 +40,7 @@ from .meta.functional import EpisodeBatches
 
 OPTIMIZERS = ("sgd", "adamw")
 ADAPT_CHOICES = ("all", "head")
+SCHEDULES = ("constant", "linear")
 
 
 @dataclass
@@ -53,6 +55,12 @@ class FewShotConfig:
         steps (`int`): optimizer steps on the support set.
         optimizer (`str`): `sgd` (the inner loop of [`MetaTrainer`]) or `adamw`.
         lr (`float`): learning rate of the encoder; head_lr (`float`, *optional*): of the new head (defaults to `lr`).
+        lr_scheduler_type (`str`): `constant` (the inner loop of [`MetaTrainer`]) or `linear` (decay to 0 after the
+            warm-up, Transformers' default schedule).
+        warmup_ratio (`float`): share of `steps` over which the learning rates rise from 0; fine-tuning a random
+            head without it sends its first, largest gradients straight into the pretrained encoder.
+        max_grad_norm (`float`, *optional*): clip the gradient to this norm (Transformers' default is 1.0); `None`
+            leaves it unclipped.
         batch_size (`int`): support examples per step (the whole support set when k is smaller).
         adapt (`str`): `all` (encoder + head) or `head` (the encoder stays frozen: a linear-probe baseline).
         max_seq_length (`int`): truncation of the texts.
@@ -66,6 +74,9 @@ class FewShotConfig:
     optimizer: str = "sgd"
     lr: float = 1e-3
     head_lr: float | None = 1e-1
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = None
     batch_size: int = 32
     adapt: str = "all"
     max_seq_length: int = 128
@@ -81,6 +92,14 @@ class FewShotConfig:
             raise ValueError("Give at least one seed.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}. Choose one of: {', '.join(OPTIMIZERS)}.")
+        if self.lr_scheduler_type not in SCHEDULES:
+            raise ValueError(
+                f"Unknown lr_scheduler_type {self.lr_scheduler_type!r}. Choose one of: {', '.join(SCHEDULES)}."
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"`warmup_ratio` must be in [0, 1), got {self.warmup_ratio}; 0.1 warms up over 10% of the steps.")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"`max_grad_norm` must be > 0 (or None for no clipping), got {self.max_grad_norm}.")
         if self.adapt not in ADAPT_CHOICES:
             raise ValueError(f"Unknown adapt {self.adapt!r}. Choose one of: {', '.join(ADAPT_CHOICES)}.")
         for name in ("steps", "batch_size", "eval_batch_size", "max_seq_length"):
@@ -141,8 +160,8 @@ class FewShotResult:
             f"# Few-shot `{self.task}` ({self.metric}, mean ± std over {len(self.config['seeds'])} seed(s))",
             "",
             f"Adaptation: {self.config['steps']} {self.config['optimizer']} steps, lr {self.config['lr']}, head lr "
-            f"{self.config['head_lr'] or self.config['lr']}, adapt {self.config['adapt']}; the same k examples and head "
-            "initialisation per seed for every model.",
+            f"{self.config['head_lr'] or self.config['lr']}{_schedule_text(self.config)}, adapt {self.config['adapt']}; "
+            "the same k examples and head initialisation per seed for every model.",
             "",
             "| model | " + " | ".join(f"{k} shots" for k in shots) + " |",
             "|---|" + "---|" * len(shots),
@@ -189,6 +208,18 @@ class FewShotResult:
             handle.write(self.to_markdown())
         self.plot(paths["png"])
         return paths
+
+
+def _schedule_text(config: Mapping[str, Any]) -> str:
+    """`, linear schedule, 10% warm-up, clipped at 1.0`; empty for the constant, unclipped inner loop (and old JSON)."""
+    parts = []
+    if config.get("lr_scheduler_type", "constant") != "constant":
+        parts.append(f"{config['lr_scheduler_type']} schedule")
+    if config.get("warmup_ratio", 0.0):
+        parts.append(f"{config['warmup_ratio']:.0%} warm-up")
+    if config.get("max_grad_norm") is not None:
+        parts.append(f"clipped at {config['max_grad_norm']}")
+    return "".join(f", {part}" for part in parts)
 
 
 def few_shot_evaluate(
@@ -287,6 +318,10 @@ def _adapt_and_score(base: PreTrainedModel, tokenizer, spec, train, evaluation, 
     groups = [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}]
     groups = [group for group in groups if group["params"]]
     optimizer = torch.optim.SGD(groups) if config.optimizer == "sgd" else torch.optim.AdamW(groups, weight_decay=0.0)
+    scheduler = get_scheduler(
+        "constant_with_warmup" if config.lr_scheduler_type == "constant" else "linear",
+        optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * config.steps), num_training_steps=config.steps,
+    )
     batches = EpisodeBatches(tokenizer, [spec], {"train": {spec.name: train}, "eval": {spec.name: evaluation}}, device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
@@ -302,7 +337,10 @@ def _adapt_and_score(base: PreTrainedModel, tokenizer, spec, train, evaluation, 
         loss = model(**batches(spec.name, step_rows)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], config.max_grad_norm)
         optimizer.step()
+        scheduler.step()
     return _score(model, batches, spec, len(evaluation), config.eval_batch_size)
 
 

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--optimizer", default="sgd", help="sgd (the MetaTrainer inner loop) or adamw.")
     parser.add_argument("--lr", type=float, default=1e-3, help="Learning rate of the encoder.")
     parser.add_argument("--head-lr", type=float, default=1e-1, help="Learning rate of the new head.")
+    parser.add_argument("--lr-scheduler-type", default="constant", help="constant (the MetaTrainer inner loop) or linear decay.")
+    parser.add_argument("--warmup-ratio", type=float, default=0.0, help="Share of the steps over which the learning rates rise from 0.")
+    parser.add_argument("--max-grad-norm", type=float, default=None, help="Clip the gradient to this norm (default: no clipping).")
     parser.add_argument("--batch-size", type=int, default=32, help="Support examples per step.")
     parser.add_argument("--adapt", default="all", help="all (encoder + head) or head (frozen encoder).")
     parser.add_argument("--max-seq-length", type=int, default=128)
@@ -58,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         lr=args.lr,
         head_lr=args.head_lr,
+        lr_scheduler_type=args.lr_scheduler_type,
+        warmup_ratio=args.warmup_ratio,
+        max_grad_norm=args.max_grad_norm,
         batch_size=args.batch_size,
         adapt=args.adapt,
         max_seq_length=args.max_seq_length,
