@@ -338,7 +338,7 @@ def _adapt_and_score(base: PreTrainedModel, tokenizer, spec, train, evaluation, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], config.max_grad_norm)
         optimizer.step()
         scheduler.step()
     return _score(model, batches, spec, len(evaluation), config.eval_batch_size)
