@@ -118,20 +118,30 @@ def test_gradient_checkpointing_still_packs_into_one_call():
     assert shapes[0] == (4, max(LENGTHS)) and len(set(shapes)) == 1
 
 
+ROUTED = {"hierarchical": {"num_shared_layers": 1}, "lora": {"freeze_backbone": False, "lora_dropout": 0.0}}
+
+
 @pytest.mark.parametrize("sharing, task_embedding", [("hard", "none"), ("shared_private", "none"), ("hard", "prefix"),
-                                                      ("hard", "cls")])
+                                                      ("hard", "cls"), ("hierarchical", "none"), ("lora", "none")])
 def test_model_loss_and_gradients_do_not_depend_on_packing(sharing, task_embedding):
     """A mixed batch of sentence, token and pair-regression rows through `MultiTaskModel`, packed and as one padded
     call: the same loss and gradients (dropout off). Task tokens (`prefix`) arrive as `inputs_embeds` with their own
-    position ids, which are packed as given."""
+    position ids, which are packed as given. Schemes that route rows by task (`hierarchical`, `lora`) pack each
+    task's rows into lines of their own and route whole lines."""
     encoder_config = tiny_bert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     input_ids, attention_mask, task_ids, labels = mixed_batch()
     results = {}
     for packing in (False, True):
         torch.manual_seed(0)
         config = MultiTaskConfig(encoder=encoder_config, tasks=TASKS, classifier_dropout=0.0, sharing=sharing,
-                                 task_embedding=task_embedding, encoder_packing=packing, encoder_length_buckets=1)
+                                 sharing_kwargs=ROUTED.get(sharing), task_embedding=task_embedding,
+                                 encoder_packing=packing, encoder_length_buckets=1)
         model = MultiTaskModel(config).train()
+        if sharing == "lora":  # adapters start as the identity: make them matter
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "lora_B" in name:
+                        p.normal_(0, 0.2, generator=torch.Generator().manual_seed(len(name)))
         widths = []
         model.encoder.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["attention_mask"].dim()),
                                                 with_kwargs=True)
@@ -143,6 +153,18 @@ def test_model_loss_and_gradients_do_not_depend_on_packing(sharing, task_embeddi
     assert results[True][1].keys() == results[False][1].keys()
     for name, grad in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], grad, rtol=1e-3, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_keyed_packing_puts_rows_of_one_key_in_a_line():
+    keys = ["a", "b", "a", "b", "a", "c"]
+    lines = pack_rows([5, 2, 3, 2, 1, 4], keys)
+    assert sorted(row for line in lines for row in line) == list(range(6))
+    assert all(len({keys[row] for row in line}) == 1 for line in lines)
+    assert lines == [[0], [2, 4], [1, 3], [5]]  # "a" fills a line of 5 and shares one; b's rows share a line
+    packed = PackedBatch([5, 2, 3, 2, 1, 4], width=6, device="cpu", keys=keys)
+    assert packed.line_keys == ["a", "a", "b", "c"]
+    with pytest.raises(ValueError, match="2 keys for 3 rows"):
+        pack_rows([1, 2, 3], ["a", "b"])
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])

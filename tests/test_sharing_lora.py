@@ -42,7 +42,39 @@ def test_mixed_batch_in_training_mode_runs_each_task_through_its_adapter():
     with torch.no_grad():
         evaluated = model.eval()(input_ids=input_ids, attention_mask=mask, task_ids=task_ids)
     for name in evaluated.task_logits:
-        torch.testing.assert_close(trained.task_logits[name], evaluated.task_logits[name], rtol=1e-5, atol=1e-5)
+        trained_logits, evaluated_logits = trained.task_logits[name], evaluated.task_logits[name]
+        if trained_logits.dim() == 3:  # token logits: training packs rows and leaves padded positions at zero
+            rows = task_ids == model.config.task_index(name)
+            attended = mask[rows].bool()
+            trained_logits, evaluated_logits = trained_logits[attended], evaluated_logits[attended]
+        torch.testing.assert_close(trained_logits, evaluated_logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_mixed_batch_gradients_equal_one_task_at_a_time(packing):
+    """One encoder pass over a mixed batch (peft's mixed-adapter forward, in training) gives every row the states and
+    every adapter and backbone weight the gradient of running each task's rows alone through its adapter."""
+    model = lora_model(lora_dropout=0.0, freeze_backbone=False).train()
+    model.config.encoder_packing = packing
+    input_ids, mask, task_ids = mixed_batch()
+    weights = torch.randn(*input_ids.shape, 32, generator=torch.Generator().manual_seed(3))
+
+    def run(rows):
+        states = model.sharing.encode(model, task_ids[rows], {"input_ids": input_ids[rows], "attention_mask": mask[rows]})
+        states = states.hidden_states * mask[rows, :, None]
+        (states * weights[rows]).sum().backward()
+        return states.detach()
+
+    mixed = run(torch.arange(len(task_ids)))
+    mixed_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    for task_id in task_ids.unique():
+        rows = (task_ids == task_id).nonzero().flatten()
+        torch.testing.assert_close(mixed[rows], run(rows), rtol=1e-4, atol=1e-5)
+    alone = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert alone.keys() == mixed_grads.keys() and any("lora_A" in name for name in alone)
+    for name, grad in alone.items():
+        torch.testing.assert_close(mixed_grads[name], grad, rtol=1e-3, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_every_adapter_stays_trainable_after_switching(tmp_path):
@@ -82,6 +114,18 @@ def test_gradient_surgery_needs_shared_parameters(tmp_path, tokenizer, data):  #
     shared = [name for name, _ in trainable.shared_parameters()]
     assert shared and all("lora_" not in name for name in shared)
     assert any(not torch.equal(trainable.state_dict()[name], before[name]) for name in shared)
+
+
+def test_adapters_train_at_their_own_learning_rate_beside_a_trainable_backbone(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(sharing="lora", sharing_kwargs={"r": 4, "freeze_backbone": False, "learning_rate": 1e-3})
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, eval_data=False, batching="mixed", max_steps=2)
+    trainer.train()
+    groups = [g for g in trainer.optimizer.param_groups if g.get("hf_mtl_sharing")]
+    adapters = {id(p) for name, p in model.named_parameters() if "lora_" in name}
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == adapters
+    assert groups[0]["initial_lr"] == 1e-3 and groups[0]["weight_decay"] == 0.0
+    others = [id(p) for g in trainer.optimizer.param_groups if not g.get("hf_mtl_sharing") for p in g["params"]]
+    assert not adapters & set(others) and others  # the backbone and heads stay in Trainer's groups
 
 
 def test_per_task_rank_override_and_parameter_counts():

@@ -208,6 +208,7 @@ def test_a_plain_backbone_through_from_pretrained_points_to_from_backbone(tmp_pa
         ({"sharing": "lora", "sharing_kwargs": {"rank": 4}}, ValueError, r"Unknown sharing_kwargs \['rank'\].*Valid keys"),
         ({"sharing": "lora", "sharing_kwargs": {"adapters": {"ghost": {"r": 2}}}}, TaskError, r"task\(s\) \['ghost'\] that do not exist"),
         ({"sharing": "lora", "sharing_kwargs": {"r": 0}}, ValueError, r"positive integer, got 0"),
+        ({"sharing": "lora", "sharing_kwargs": {"learning_rate": 0}}, ValueError, r"`learning_rate` must be > 0 or None.*got 0"),
         ({"sharing": "hierarchical", "sharing_kwargs": {"num_shared_layers": 2}}, ValueError, r"backbone has 2 layers, so use 0..1"),
         ({"sharing": "hierarchical", "sharing_kwargs": {"num_shared_layers": 5}}, ValueError, r"num_shared_layers=5"),
         ({"sharing": "hierarchical", "sharing_kwargs": {}}, ValueError, r"needs sharing_kwargs\['num_shared_layers'\]"),
@@ -216,7 +217,7 @@ def test_a_plain_backbone_through_from_pretrained_points_to_from_backbone(tmp_pa
         ({"sharing": "shared_private", "sharing_kwargs": {"private_hidden_size": 10, "private_heads": 4}}, ValueError, "divisible"),
         ({"sharing": "hard", "sharing_kwargs": {"r": 4}}, ValueError, "takes no options"),
     ],
-    ids=["unknown-scheme", "unknown-option", "adapter-for-missing-task", "bad-rank", "n-equals-layers", "n-too-large",
+    ids=["unknown-scheme", "unknown-option", "adapter-for-missing-task", "bad-rank", "bad-adapter-lr", "n-equals-layers", "n-too-large",
          "n-missing", "group-missing-task", "task-in-two-groups", "private-heads", "hard-options"],
 )
 def test_bad_sharing_config_fails_when_built(kwargs, error, message):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -270,14 +270,6 @@ class SharingScheme(nn.Module):
 # ---------------------------------------------------------------------- helpers
 
 
-def rows_by_key(keys: Sequence[str]) -> list[tuple[str, torch.LongTensor]]:
-    """`[(key, row indices)]` in order of first appearance."""
-    order: dict[str, list[int]] = {}
-    for row, key in enumerate(keys):
-        order.setdefault(key, []).append(row)
-    return [(key, torch.tensor(rows, dtype=torch.long)) for key, rows in order.items()]
-
-
 def slice_rows(value: Any, rows: torch.LongTensor, batch_size: int) -> Any:
     """Rows of a per-row tensor; anything else (a broadcast mask, None, a flag) unchanged."""
     if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == batch_size:
@@ -299,8 +291,8 @@ def run_encoder_by_rows(
 ) -> BaseModelOutput:
     """One encoder pass per group of rows (`run(key, inputs)`), merged into one output in batch order.
 
-    Used where one pass cannot route rows itself: LoRA in training mode (peft refuses mixed adapters there) and
-    hierarchical sharing when per-layer hidden states are requested.
+    Used where one pass cannot route rows itself: hierarchical sharing when per-layer hidden states are requested
+    (Transformers' output capture expects one call per layer).
     """
     reference = encoder_inputs.get("input_ids", encoder_inputs.get("inputs_embeds"))
     batch_size = reference.shape[0]

@@ -8,7 +8,8 @@ al. 2021). With a backbone checkpoint every copy starts from the backbone's own 
 
 Implementation: each upper layer in the backbone's layer list is replaced by a `GroupRoutedLayer` holding one copy
 per group (`encoder.<layers>.<i>.groups.<group>.*`). The encoder still runs once per batch: a routed layer sends
-each group's rows through that group's copy and scatters the results back. When per-layer hidden states or
+each group's rows through that group's copy and scatters the results back. In training the rows are packed as under
+hard sharing (`encoder_packing`), each packed line holding rows of one group, so a line is routed whole. When per-layer hidden states or
 attentions are requested for a batch that mixes groups, the encoder runs once per group instead, so Transformers'
 output capture sees one call per layer.
 """
@@ -35,6 +36,7 @@ from .base import (
     run_encoder_by_rows,
     slice_rows,
 )
+from .padding_free import run_encoder_padding_free
 
 
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -214,9 +216,19 @@ class HierarchicalSharing(SharingScheme):
             outputs = run_encoder_by_rows(run, groups, encoder_inputs)
             shared = merge_rows(shared_pieces, batch_size)
         else:
-            with _routing(routed, groups, batch_size):
-                outputs = model.encoder(**encoder_inputs)
-                shared = routed[0].recorded_input
+            captured = {}
+
+            @contextlib.contextmanager
+            def route(keys, unpack):
+                with _routing(routed, _rows_by_group(keys, task_ids.device), len(keys)):
+                    yield
+                    captured["shared"] = unpack(routed[0].recorded_input)
+
+            outputs = run_encoder_padding_free(
+                model.encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets,
+                row_groups, route,
+            )
+            shared = captured["shared"]
         return EncodedBatch(hidden_states=outputs.last_hidden_state, shared_hidden_states=shared, encoder_outputs=outputs)
 
 

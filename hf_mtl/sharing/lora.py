@@ -8,11 +8,11 @@ plus K small adapters, and tasks cannot interfere through the shared weights.
 Routing:
 - a batch of one task activates that task's adapter (`peft.functional.set_adapter`, whose `requires_grad` side
   effect is undone so the optimizer keeps seeing every adapter);
-- a mixed batch in eval mode runs once, each row through its own adapter (peft's `adapter_names=` mixed-batch
-  inference, injected with forward pre-hooks as `LoraModel` does);
-- a mixed batch in training mode runs the encoder once per task present and merges the rows back in order,
-  because peft does not support mixed adapters in training. `batching="mixed"` therefore works, at the cost of one
-  encoder pass per task in the micro-batch.
+- a batch mixing tasks runs once, each row through its own adapter: peft's `adapter_names=` mixed-batch forward,
+  injected into every LoRA layer with forward pre-hooks as `LoraModel` does. `LoraModel` refuses it in training
+  mode, but the layers' mixed forward (the base output plus each adapter's update on its own rows) is
+  differentiable, and the tests check its gradients against one task at a time. In training the rows are packed
+  (`encoder_packing`) with each line holding rows of one task, so `adapter_names` names one adapter per line.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, rows_by_key, run_encoder_by_rows
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme
+from .padding_free import run_encoder_padding_free
 
 
 _ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
@@ -49,6 +50,14 @@ class LoraOptions:
     )
     freeze_backbone: bool = field(
         default=True, metadata={"help": "Freeze every backbone weight so tasks own only their adapter and head."}
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the adapters, in a group of their own without weight decay (None: the trainer's "
+            "learning rate and groups). Adapters start at zero and are small; beside a trainable backbone they need "
+            "a larger rate than it (LoRA papers use 1e-4 to 1e-3)."
+        },
     )
     adapters: dict[str, dict[str, Any]] = field(
         default_factory=dict,
@@ -76,6 +85,9 @@ class LoraSharing(SharingScheme):
                     f"{options.target_modules!r}."
                 )
             options.target_modules = list(options.target_modules)
+        rate = options.learning_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
+            raise ValueError(f"LoRA `learning_rate` must be > 0 or None (the trainer's learning rate), got {rate!r}.")
         if not isinstance(options.adapters, dict):
             raise ValueError(f"LoRA `adapters` is a dict {{task: {{r, lora_alpha, lora_dropout}}}}, got {options.adapters!r}.")
         unknown = sorted(set(options.adapters) - set(config.task_names))
@@ -146,6 +158,12 @@ class LoraSharing(SharingScheme):
     def task_units(self, task: str) -> set[str]:
         return {task}
 
+    def optimizer_parameter_groups(self, model: SharedModel) -> list[dict[str, Any]]:
+        if self.options.learning_rate is None:
+            return []
+        params = [p for name, p in model.named_parameters() if p.requires_grad and self.parameter_owner(name)]
+        return [{"params": params, "lr": float(self.options.learning_rate), "weight_decay": 0.0}] if params else []
+
     def backbone_key(self, name: str) -> str | None:
         if _ADAPTER_KEY.search("." + name):
             return None
@@ -182,21 +200,21 @@ class LoraSharing(SharingScheme):
     def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         names = model.config.task_names
         row_tasks = [names[i] for i in task_ids.tolist()]
-        present = list(dict.fromkeys(row_tasks))
         encoder = model.encoder
-        if len(present) == 1:
-            self.activate(encoder, present[0])
-            outputs = encoder(**encoder_inputs)
-        elif not model.training:
-            with _mixed_adapters(encoder, row_tasks):
-                outputs = encoder(**encoder_inputs)
-        else:
 
-            def run(task, inputs):
-                self.activate(encoder, task)
-                return encoder(**inputs)
+        @contextlib.contextmanager
+        def route(keys, unpack):
+            present = set(keys)
+            if len(present) == 1:
+                self.activate(encoder, keys[0])
+                yield
+            else:
+                with _mixed_adapters(encoder, keys):
+                    yield
 
-            outputs = run_encoder_by_rows(run, rows_by_key(row_tasks), encoder_inputs)
+        outputs = run_encoder_padding_free(
+            encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets, row_tasks, route
+        )
         hidden = outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=outputs)
 

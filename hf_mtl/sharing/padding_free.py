@@ -14,25 +14,49 @@ import torch
 from torch import nn
 
 from .length_buckets import attended_lengths, needs_one_padded_call, run_encoder_in_length_buckets
-from .row_packing import packed_position_start, run_encoder_packed
+from .row_packing import Routing, packed_position_start, run_encoder_packed
 
 
-def run_encoder_padding_free(encoder: nn.Module, encoder_inputs: dict[str, Any], packing: bool, max_buckets: int) -> Any:
+def run_encoder_padding_free(
+    encoder: nn.Module,
+    encoder_inputs: dict[str, Any],
+    packing: bool,
+    max_buckets: int,
+    row_keys: list[str] | None = None,
+    routing: Routing | None = None,
+) -> Any:
     """`encoder(**encoder_inputs)`, packed (`packing` and an encoder that takes packed rows), else in up to
-    `max_buckets` length-sorted calls (see `run_encoder_in_length_buckets` for when it keeps the batch whole)."""
+    `max_buckets` length-sorted calls (see `run_encoder_in_length_buckets` for when it keeps the batch whole).
+
+    With `routing` (and `row_keys`, one key per row), the scheme routes rows by key inside the encoder: packed lines
+    then hold rows of one key, and where packing does not apply the batch runs as one padded call (length-sorted
+    calls are not routed)."""
+
+    def padded():
+        if routing is None:
+            return encoder(**encoder_inputs)
+        with routing(row_keys, lambda states: states):
+            return encoder(**encoder_inputs)
+
+    def unpacked():
+        if routing is not None:
+            return padded()
+        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+
     if needs_one_padded_call(encoder, encoder_inputs):
-        return encoder(**encoder_inputs)
+        return padded()
     position_start = packed_position_start(encoder) if packing else None
     if position_start is None:
-        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+        return unpacked()
     mask = encoder_inputs["attention_mask"]
     if any(torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape[:2]) != tuple(mask.shape)
            for name, value in encoder_inputs.items() if name != "attention_mask"):
         # An input broadcast over rows (e.g. position_ids of shape [1, width]) cannot be packed row by row.
-        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+        return unpacked()
     lengths, attended = torch.stack([attended_lengths(mask), mask.ne(0).sum(dim=1)]).tolist()  # one host sync
     if lengths != attended:  # a row with a gap or left padding: packing assumes each row's mask is ones, then zeros
-        return run_encoder_in_length_buckets(encoder, encoder_inputs, max_buckets)
+        return unpacked()
     if min(lengths) == mask.shape[1]:  # nothing padded
-        return encoder(**encoder_inputs)
-    return run_encoder_packed(encoder, encoder_inputs, lengths, position_start)
+        return padded()
+    return run_encoder_packed(encoder, encoder_inputs, lengths, position_start, row_keys, routing)
+

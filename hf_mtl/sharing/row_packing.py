@@ -17,8 +17,11 @@ back to length-sorted calls (`hf_mtl.sharing.length_buckets`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -27,6 +30,11 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from .length_buckets import encoder_is_sharded
 
+
+#: How a scheme routes the rows of one encoder call by key (a task's adapter, a group's layers):
+#: `routing(keys, unpack)` is entered around the call, with one key per row of the batch the encoder sees (per packed
+#: line when packed) and `unpack`, which maps a `[rows, width, hidden]` tensor of that call back to the padded batch.
+Routing = Callable[[list[str], Callable[[torch.Tensor], torch.Tensor]], AbstractContextManager]
 
 #: Encoders known to take packed rows, and the position id of a row's first token. BERT-like models count from 0;
 #: RoBERTa-like models from `pad_token_id + 1` (what their embeddings derive from `input_ids`). Each is checked by
@@ -64,10 +72,24 @@ def _forward_takes_position_ids(encoder_class: type) -> bool:
     return "position_ids" in inspect.signature(encoder_class.forward).parameters
 
 
-def pack_rows(lengths: list[int]) -> list[list[int]]:
+def pack_rows(lengths: list[int], keys: list[str] | None = None) -> list[list[int]]:
     """Rows (indices) per line: first fit, longest rows first, into lines as wide as the longest row. Each line's
-    rows are in the order they were placed; every row is in exactly one line."""
-    width = max(lengths, default=0)
+    rows are in the order they were placed; every row is in exactly one line. With `keys` (one per row), a line
+    holds rows of one key only (lines of the first key first), so a scheme can route whole lines (a task's adapter,
+    a group's layers)."""
+    if keys is not None:
+        if len(keys) != len(lengths):
+            raise ValueError(f"pack_rows got {len(keys)} keys for {len(lengths)} rows: pass one key per row.")
+        width = max(lengths, default=0)
+        lines = []
+        for key in dict.fromkeys(keys):
+            rows = [row for row, row_key in enumerate(keys) if row_key == key]
+            lines.extend([[rows[i] for i in line] for line in _first_fit([lengths[row] for row in rows], width)])
+        return lines
+    return _first_fit(lengths, max(lengths, default=0))
+
+
+def _first_fit(lengths: list[int], width: int) -> list[list[int]]:
     lines: list[list[int]] = []
     room: list[int] = []
     for row in sorted(range(len(lengths)), key=lambda row: -lengths[row]):
@@ -85,11 +107,12 @@ def pack_rows(lengths: list[int]) -> list[list[int]]:
 class PackedBatch:
     """Where every row's positions go in the packed lines: `source` (flat indices into the padded `[batch, width]`
     positions) is copied to `target` (flat indices into `[lines, line_width]`); `segment` numbers the rows of each
-    line (-1 at a line's unused end)."""
+    line (-1 at a line's unused end). With `keys` (one per row) every line holds rows of one key, `line_keys`."""
 
-    def __init__(self, lengths: list[int], width: int, device: torch.device):
+    def __init__(self, lengths: list[int], width: int, device: torch.device, keys: list[str] | None = None):
         self.batch_size, self.width = len(lengths), width
-        lines = pack_rows(lengths)
+        lines = pack_rows(lengths, keys)
+        self.line_keys = [keys[line[0]] for line in lines] if keys is not None else None
         self.num_lines, self.line_width = len(lines), max(max(lengths), 1)
         source, target, segment, offsets = [], [], [-1] * (self.num_lines * self.line_width), []
         for line, rows in enumerate(lines):
@@ -130,13 +153,21 @@ class PackedBatch:
         return torch.zeros(allowed.shape, dtype=dtype, device=segment.device).masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
-def run_encoder_packed(encoder: nn.Module, encoder_inputs: dict[str, Any], lengths: list[int], position_start: int) -> Any:
+def run_encoder_packed(
+    encoder: nn.Module,
+    encoder_inputs: dict[str, Any],
+    lengths: list[int],
+    position_start: int,
+    keys: list[str] | None = None,
+    routing: Routing | None = None,
+) -> Any:
     """`encoder(**encoder_inputs)` with the batch's rows packed into lines (see the module docstring); `lengths` are
     the rows' attended lengths (each row's mask is ones up to its length, zeros after). Returns the last hidden states
-    in the padded layout."""
+    in the padded layout. With `keys` and `routing`, lines hold rows of one key and the encoder call runs inside
+    `routing(line_keys, unpack)` (see `Routing`)."""
     mask = encoder_inputs["attention_mask"]
     batch_size, width = mask.shape
-    packed = PackedBatch(lengths, width, mask.device)
+    packed = PackedBatch(lengths, width, mask.device, keys)
     inputs: dict[str, Any] = {}
     for name, value in encoder_inputs.items():
         if name == "attention_mask" or value is None:
@@ -150,5 +181,6 @@ def run_encoder_packed(encoder: nn.Module, encoder_inputs: dict[str, Any], lengt
         inputs["position_ids"] = positions.view(packed.num_lines, packed.line_width)
     dtype = encoder.get_input_embeddings().weight.dtype  # under autocast the scores' dtype may differ: matmul casts
     inputs["attention_mask"] = packed.attention_mask(encoder.config._attn_implementation, dtype)
-    hidden = encoder(**inputs).last_hidden_state
+    with routing(packed.line_keys, packed.unpack) if routing is not None else contextlib.nullcontext():
+        hidden = encoder(**inputs).last_hidden_state
     return BaseModelOutput(last_hidden_state=packed.unpack(hidden))
