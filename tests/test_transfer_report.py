@@ -119,6 +119,18 @@ def test_single_task_baseline_drops_multi_task_only_options():
     assert (args.weighting, args.batching, args.head_lr_multiplier) == ("static", "per_task", 5.0)  # kept: not multi-task-only
 
 
+@pytest.mark.parametrize("freeze, baseline", [(True, "lora"), (False, "hard")])
+def test_single_task_baseline_of_lora_keeps_adapters_only_on_a_frozen_backbone(freeze, baseline):
+    from hf_mtl.recipes import load_recipe
+    from hf_mtl.recipes.transfer_report import single_task_recipe
+
+    options = f"{{r: 4, freeze_backbone: {str(freeze).lower()}}}"
+    recipe = load_recipe(RECIPES / "demo.yaml", ["model.backbone=tiny", "model.sharing=lora", f"model.sharing_kwargs={options}"])
+    single = single_task_recipe(recipe, "sentiment")
+    assert single.config_kwargs["sharing"] == baseline
+    assert (single.config_kwargs.get("sharing_kwargs") or {}) == ({} if baseline == "hard" else {"r": 4, "freeze_backbone": True})
+
+
 def test_transfer_report_needs_two_tasks_and_validation_data(tmp_path, capsys):
     code = main(["transfer-report", str(RECIPES / "demo.yaml"), "-o", "tasks=[{name: a, type: regression, data: {generated: rating}}]"])
     assert code == 2

@@ -66,9 +66,12 @@ class PlannedRun:
 
 
 def single_task_recipe(recipe: Recipe, task: str) -> Recipe:
-    """The baseline recipe of one task: the same backbone, data and hyperparameters, plain fine-tuning."""
+    """The baseline recipe of one task: the same backbone, data and hyperparameters, plain fine-tuning. A model of
+    LoRA adapters on a frozen backbone is compared with one task's adapter on that backbone; with a trainable backbone
+    (`freeze_backbone: false`) one adapter beside it is plain fine-tuning, so the baseline is that."""
     model = dict(SINGLE_TASK_MODEL)
-    if recipe.config_kwargs.get("sharing", "hard") != "lora":
+    sharing_kwargs = recipe.config_kwargs.get("sharing_kwargs") or {}
+    if recipe.config_kwargs.get("sharing", "hard") != "lora" or sharing_kwargs.get("freeze_backbone", True) is False:
         model.update(sharing="hard", sharing_kwargs={})
     # The second stage (refine_steps) stays: the baseline's head gets the same head-only steps on its encoder.
     return recipe.subset([task]).with_settings(model=model, training=SINGLE_TASK_TRAINING)
