@@ -128,6 +128,37 @@ def test_adapters_train_at_their_own_learning_rate_beside_a_trainable_backbone(t
     assert not adapters & set(others) and others  # the backbone and heads stay in Trainer's groups
 
 
+@pytest.mark.parametrize("encoder", ["bert", "distilbert"])
+def test_top_layers_put_adapters_on_every_linear_layer_of_the_top_blocks_only(encoder, tmp_path):
+    from transformers import DistilBertConfig
+
+    encoder_config = tiny_bert_config(num_hidden_layers=3) if encoder == "bert" else DistilBertConfig(
+        dim=32, n_layers=3, n_heads=2, hidden_dim=37, vocab_size=100)
+    config = MultiTaskConfig(encoder=encoder_config, tasks=MIXABLE, sharing="lora",
+                             sharing_kwargs={"top_layers": 2, "freeze_backbone": False, "r": 4})
+    model = MultiTaskModel(config)
+    wrapped = {name.split(".lora_A.")[0] for name, _ in model.named_parameters() if ".lora_A.sst2" in name}
+    linear = {"encoder." + name for name, module in model.encoder.named_modules()
+              if isinstance(module, torch.nn.Linear) and "lora_" not in name}
+    top = {name.removesuffix(".base_layer") for name in linear if ".layer.1." in name or ".layer.2." in name}
+    assert wrapped == top and len(wrapped) == 12  # 6 linear layers a block: attention q, k, v, out; FFN in, out
+    assert not any(name.endswith(".base_layer") for name in linear - {n + ".base_layer" for n in top})
+    assert all(p.requires_grad for name, p in model.named_parameters() if "layer.0." in name)  # shared, trainable
+    model.save_pretrained(tmp_path)
+    reloaded = MultiTaskModel.from_pretrained(tmp_path)
+    assert {n for n, _ in reloaded.named_parameters()} == {n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"top_layers": 0}, r"`top_layers` must be an integer from 1 to the backbone's 2 layers.*got 0"),
+    ({"top_layers": 3}, r"got 3"),
+    ({"top_layers": 1, "target_modules": "query"}, r"takes target_modules as a list of module names, not the regex 'query'"),
+])
+def test_bad_top_layers_fail_when_built(options, message):
+    with pytest.raises(ValueError, match=message):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=MIXABLE, sharing="lora", sharing_kwargs=options)
+
+
 def test_per_task_rank_override_and_parameter_counts():
     model = lora_model(adapters={"ner": {"r": 8}})
     counts = model.task_parameter_counts()

@@ -28,7 +28,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharedModel, SharingScheme
+from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list
 from .padding_free import run_encoder_padding_free
 
 
@@ -46,6 +46,14 @@ class LoraOptions:
         metadata={
             "help": "Module names (or one regex) the adapters wrap; None uses peft's default for the backbone type "
             "(BERT: query, value)."
+        },
+    )
+    top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Put the adapters only in the top N transformer layers (on `target_modules` there, or on every "
+            "linear layer of them if target_modules is None); None = peft's choice over all layers. With "
+            "freeze_backbone=False this gives each task a low-rank top of its own on a shared encoder."
         },
     )
     freeze_backbone: bool = field(
@@ -88,6 +96,19 @@ class LoraSharing(SharingScheme):
         rate = options.learning_rate
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
             raise ValueError(f"LoRA `learning_rate` must be > 0 or None (the trainer's learning rate), got {rate!r}.")
+        top = options.top_layers
+        if top is not None:
+            num_layers = getattr(config.encoder, "num_hidden_layers", None)
+            if isinstance(top, bool) or not isinstance(top, int) or top < 1 or (num_layers is not None and top > num_layers):
+                raise ValueError(
+                    f"LoRA `top_layers` must be an integer from 1 to the backbone's {num_layers} layers (or None for "
+                    f"all), got {top!r}."
+                )
+            if isinstance(options.target_modules, str):
+                raise ValueError(
+                    f"LoRA `top_layers` picks the layers itself and takes target_modules as a list of module names, "
+                    f"not the regex {options.target_modules!r}: pass names (e.g. ['query', 'value']) or drop top_layers."
+                )
         if not isinstance(options.adapters, dict):
             raise ValueError(f"LoRA `adapters` is a dict {{task: {{r, lora_alpha, lora_dropout}}}}, got {options.adapters!r}.")
         unknown = sorted(set(options.adapters) - set(config.task_names))
@@ -104,6 +125,10 @@ class LoraSharing(SharingScheme):
             _check_adapter_values(values["r"], values["lora_alpha"], values["lora_dropout"], f"adapters[{task!r}]")
         return options
 
+    def __init__(self, config):
+        super().__init__(config)
+        self.target_modules = self.options.target_modules  # resolved against the backbone in `setup`
+
     # ------------------------------------------------------------------ building
 
     def lora_config(self, task: str):
@@ -111,9 +136,12 @@ class LoraSharing(SharingScheme):
 
         values = {key: getattr(self.options, key) for key in _OVERRIDABLE}
         values.update(self.options.adapters.get(task, {}))
-        return LoraConfig(target_modules=self.options.target_modules, bias="none", **values)
+        return LoraConfig(target_modules=self.target_modules, bias="none", **values)
 
     def setup(self, model: SharedModel) -> None:
+        self.target_modules = self.options.target_modules
+        if self.options.top_layers is not None:
+            self.target_modules = top_layer_targets(model.encoder, self.options.top_layers, self.options.target_modules)
         for task in model.config.task_names:
             self._inject(model.encoder, task)
         for name, p in model.encoder.named_parameters():
@@ -258,6 +286,18 @@ class LoraSharing(SharingScheme):
                 f"The backbone of this model was trainable (freeze_backbone=False): the exported adapter of {task!r} "
                 "reproduces the model's outputs only on this model's backbone weights, not on the original backbone."
             )
+
+
+def top_layer_targets(encoder: nn.Module, top_layers: int, names: list[str] | None) -> str:
+    """A `target_modules` regex for peft: the modules called `names` (default: every linear layer) inside the top
+    `top_layers` transformer blocks of `encoder`."""
+    path, layers = find_layer_list(encoder)
+    indices = range(len(layers) - top_layers, len(layers))
+    if names is None:
+        names = sorted({name.rsplit(".", 1)[-1] for i in indices for name, module in layers[i].named_modules()
+                        if isinstance(module, nn.Linear)})
+    alternatives = "|".join(re.escape(name) for name in names)
+    return rf"{re.escape(path)}\.({'|'.join(map(str, indices))})\.(.*\.)?({alternatives})"
 
 
 def _check_adapter_values(r, alpha, dropout, where: str) -> None:
