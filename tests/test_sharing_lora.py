@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModel, BertModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
+from hf_mtl.sharing.lora import _batched_update as _BATCHED_UPDATE
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
@@ -50,11 +51,14 @@ def test_mixed_batch_in_training_mode_runs_each_task_through_its_adapter():
         torch.testing.assert_close(trained_logits, evaluated_logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("ranks", ["equal", "ner_r8"])
 @pytest.mark.parametrize("packing", [True, False])
-def test_mixed_batch_gradients_equal_one_task_at_a_time(packing):
-    """One encoder pass over a mixed batch (peft's mixed-adapter forward, in training) gives every row the states and
-    every adapter and backbone weight the gradient of running each task's rows alone through its adapter."""
-    model = lora_model(lora_dropout=0.0, freeze_backbone=False).train()
+def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, monkeypatch):
+    """One encoder pass over a mixed batch gives every row the states and every adapter and backbone weight the
+    gradient of running each task's rows alone through its adapter: with adapters of one rank as batched matmuls,
+    with another rank for one task through peft's mixed-adapter forward."""
+    adapters = {"ner": {"r": 8}} if ranks == "ner_r8" else {}
+    model = lora_model(lora_dropout=0.0, freeze_backbone=False, adapters=adapters).train()
     model.config.encoder_packing = packing
     input_ids, mask, task_ids = mixed_batch()
     weights = torch.randn(*input_ids.shape, 32, generator=torch.Generator().manual_seed(3))
@@ -65,7 +69,13 @@ def test_mixed_batch_gradients_equal_one_task_at_a_time(packing):
         (states * weights[rows]).sum().backward()
         return states.detach()
 
+    from hf_mtl.sharing import lora
+
+    batched = []
+    monkeypatch.setattr(lora, "_batched_update", lambda *args: batched.append(1) or _BATCHED_UPDATE(*args))
     mixed = run(torch.arange(len(task_ids)))
+    # Rank 8 for ner in every layer: no layer can stack its adapters, so peft's forward runs everywhere.
+    assert bool(batched) == (ranks == "equal")
     mixed_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     for task_id in task_ids.unique():

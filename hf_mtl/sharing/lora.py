@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import TaskError
@@ -317,15 +318,73 @@ def _lora_layers(encoder: nn.Module) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def _mixed_adapters(encoder: nn.Module, adapter_names: list[str]):
-    """Pass `adapter_names` (one per row) to every LoRA layer, as `LoraModel._enable_peft_forward_hooks` does."""
+    """Run every row (packed line) of the next encoder call through its own adapter (`adapter_names`, one per row).
 
-    def hook(module, args, kwargs):
-        kwargs["adapter_names"] = adapter_names
-        return args, kwargs
-
-    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in _lora_layers(encoder)]
+    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout, their updates are two batched
+    matmuls with each row's adapter weights gathered (`_batched_update`), added to the base output, and peft runs
+    only the base layer (its `"__base__"` rows). Elsewhere peft's mixed-batch forward runs (as `LoraModel`'s
+    `adapter_names=` does): it loops over the adapters and scatters each one's rows into the output, which in
+    training costs a full-size copy of the output per adapter and layer in the backward pass (1.6x a step of hard
+    sharing against 1.1x for the batched form, MiniLM, top two layers, five tasks).
+    """
+    names = list(dict.fromkeys(adapter_names))
+    handles = []
+    row_adapter: torch.Tensor | None = None
+    for layer in _lora_layers(encoder):
+        if _stackable(layer, names):
+            if row_adapter is None:
+                device = next(iter(layer.lora_A.values())).weight.device
+                row_adapter = torch.tensor([names.index(name) for name in adapter_names], device=device)
+            base_rows = ["__base__"] * len(adapter_names)
+            handles.append(layer.register_forward_pre_hook(_passing_adapter_names(base_rows), with_kwargs=True))
+            handles.append(layer.register_forward_hook(_adding_batched_update(names, row_adapter), with_kwargs=True))
+        else:
+            handles.append(layer.register_forward_pre_hook(_passing_adapter_names(adapter_names), with_kwargs=True))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _passing_adapter_names(adapter_names: list[str]):
+    def hook(module, args, kwargs):
+        kwargs["adapter_names"] = adapter_names
+        return args, kwargs
+
+    return hook
+
+
+def _adding_batched_update(names: list[str], row_adapter: torch.Tensor):
+    def hook(module, args, kwargs, output):
+        x = args[0] if args else kwargs["x"]
+        return output + _batched_update(module, x, names, row_adapter).to(output.dtype)
+
+    return hook
+
+
+def _stackable(layer: nn.Module, names: list[str]) -> bool:
+    """Whether `names`' adapters on `layer` can run as one batched update: a LoRA `Linear` whose adapters for these
+    rows all exist, are plain LoRA (no DoRA or other variant), share one rank and one dropout probability."""
+    from peft.tuners.lora import Linear
+
+    if not isinstance(layer, Linear) or any(name not in layer.lora_A for name in names):
+        return False
+    if any(name in layer.lora_variant for name in names):
+        return False
+    ranks = {layer.r[name] for name in names}
+    dropouts = {getattr(layer.lora_dropout[name], "p", 0.0) for name in names}
+    return len(ranks) == 1 and len(dropouts) == 1
+
+
+def _batched_update(layer: nn.Module, x: torch.Tensor, names: list[str], row_adapter: torch.Tensor) -> torch.Tensor:
+    """`scaling * B(A(dropout(x)))` of each row's adapter (`row_adapter` indexes `names`) for a `[rows, ..., in]`
+    input, as two batched matmuls over the rows' gathered adapter weights."""
+    a = torch.stack([layer.lora_A[name].weight for name in names]).index_select(0, row_adapter)  # [rows, r, in]
+    b = torch.stack([layer.lora_B[name].weight for name in names]).index_select(0, row_adapter)  # [rows, out, r]
+    scaling = torch.tensor([float(layer.scaling[name]) for name in names], dtype=a.dtype, device=a.device)
+    h = layer.lora_dropout[names[0]](x.to(a.dtype))
+    rows = h.reshape(h.shape[0], -1, h.shape[-1])  # [rows, positions, in]
+    update = torch.bmm(torch.bmm(rows, a.transpose(1, 2)), b.transpose(1, 2))
+    update = update * scaling.index_select(0, row_adapter)[:, None, None]
+    return update.reshape(*h.shape[:-1], update.shape[-1])
