@@ -8,11 +8,15 @@ plus K small adapters, and tasks cannot interfere through the shared weights.
 Routing:
 - a batch of one task activates that task's adapter (`peft.functional.set_adapter`, whose `requires_grad` side
   effect is undone so the optimizer keeps seeing every adapter);
-- a batch mixing tasks runs once, each row through its own adapter: peft's `adapter_names=` mixed-batch forward,
-  injected into every LoRA layer with forward pre-hooks as `LoraModel` does. `LoraModel` refuses it in training
-  mode, but the layers' mixed forward (the base output plus each adapter's update on its own rows) is
-  differentiable, and the tests check its gradients against one task at a time. In training the rows are packed
-  (`encoder_packing`) with each line holding rows of one task, so `adapter_names` names one adapter per line.
+- a batch mixing tasks runs once, each row through its own adapter (`_mixed_adapters`): adapters of one rank as two
+  batched matmuls over each row's gathered weights, others through peft's `adapter_names=` mixed-batch forward,
+  injected with forward pre-hooks as `LoraModel` does. `LoraModel` refuses mixed adapters in training mode, but both
+  forms are differentiable, and the tests check their gradients against one task at a time. In training the rows are
+  packed (`encoder_packing`) with each line holding rows of one task, so a line has one adapter.
+
+With `freeze_backbone=False` and `top_layers=N` the encoder stays shared and trained, and each task gets a low-rank
+top of its own: on the dev suite this matches per-task copies of the top layers (`hierarchical`) at a tenth of
+their extra parameters (README, "Hard sharing alone").
 """
 
 from __future__ import annotations
