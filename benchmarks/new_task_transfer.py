@@ -23,10 +23,9 @@ continues where it stopped; `--tables` runs a subset.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +46,6 @@ def table_configs(seeds: list[int], full_rows: int, full_steps: int, max_eval_sa
         "full": FewShotConfig(**full, lr_scheduler_type="linear", warmup_ratio=0.1, max_grad_norm=1.0),
         "full_constant": FewShotConfig(**full),
     }
-
-
-def load_result(path: Path):
-    from hf_mtl.adaptation.few_shot import FewShotResult
-
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    return FewShotResult(**{f.name: saved[f.name] for f in fields(FewShotResult) if f.name in saved})
 
 
 def paired_differences(result, encoder_models: list[str]) -> list[str]:
@@ -96,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tables: unknown {', '.join(unknown)}; choose from {', '.join(TABLES)}")
 
     from hf_mtl import few_shot_evaluate
+    from hf_mtl.adaptation.few_shot import FewShotResult
     from hf_mtl.recipes import load_recipe
     from hf_mtl.recipes.data import load_recipe_data
     from hf_mtl.recipes.run import minilm_path, train_recipe
@@ -132,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         parts = []
         for index, (name, path) in enumerate(models.items()):
             part = folder / f"model{index}"
-            saved = load_result(part / "few_shot.json") if (part / "few_shot.json").is_file() else None
+            saved = FewShotResult.load(str(part)) if (part / "few_shot.json").is_file() else None
             if saved is not None and saved.models == [name] and saved.config == asdict(configs[table]):
                 print(f"[{step}/{steps}] {table}, {name}: reused ({part})", flush=True)
             else:
                 print(f"[{step}/{steps}] {table}, {name}: {len(configs[table].shots)} size(s) x {len(seeds)} seeds", flush=True)
                 few_shot_evaluate({name: path}, held_out.spec, train, evaluation, config=configs[table]).save(str(part))
-            parts.append(load_result(part / "few_shot.json"))
+            parts.append(FewShotResult.load(str(part)))
         combined = parts[0]
         combined.models = [name for part in parts for name in part.models]
         combined.runs = [run for part in parts for run in part.runs]

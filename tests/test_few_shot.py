@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel, TaskError
-from hf_mtl.adaptation.few_shot import FewShotConfig, few_shot_evaluate
+from hf_mtl.adaptation.few_shot import FewShotConfig, FewShotResult, few_shot_evaluate
 from hf_mtl.cli import main
 from hf_mtl.data import DataError
 from hf_mtl.data.demo_data import demo_datasets, demo_tasks
@@ -69,6 +69,9 @@ def test_outputs_markdown_json_and_png(tmp_path, tokenizer, data):
     assert saved["summary"]["x"]["4"]["n"] == 2 and len(saved["runs"]) == 4
     with open(paths["png"], "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    for path in (str(tmp_path), paths["json"]):  # the folder or the file
+        loaded = FewShotResult.load(path)
+        assert loaded.runs == saved["runs"] and loaded.config == result.config and loaded.summary() == result.summary()
 
 
 def test_warm_up_linear_decay_and_clipping_follow_the_config(tokenizer, data, monkeypatch):

@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -208,6 +208,15 @@ class FewShotResult:
             handle.write(self.to_markdown())
         self.plot(paths["png"])
         return paths
+
+    @classmethod
+    def load(cls, path: str) -> FewShotResult:
+        """The result `save` wrote: `path` is its folder or its `few_shot.json` (the summary is recomputed)."""
+        if os.path.isdir(path):
+            path = os.path.join(path, "few_shot.json")
+        with open(path) as handle:
+            saved = json.load(handle)
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
 def _schedule_text(config: Mapping[str, Any]) -> str:
