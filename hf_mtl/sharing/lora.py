@@ -144,7 +144,6 @@ class LoraSharing(SharingScheme):
         return LoraConfig(target_modules=self.target_modules, bias="none", **values)
 
     def setup(self, model: SharedModel) -> None:
-        self.target_modules = self.options.target_modules
         if self.options.top_layers is not None:
             self.target_modules = top_layer_targets(model.encoder, self.options.top_layers, self.options.target_modules)
         for task in model.config.task_names:
@@ -328,8 +327,8 @@ def _mixed_adapters(encoder: nn.Module, adapter_names: list[str]):
     matmuls with each row's adapter weights gathered (`_batched_update`), added to the base output, and peft runs
     only the base layer (its `"__base__"` rows). Elsewhere peft's mixed-batch forward runs (as `LoraModel`'s
     `adapter_names=` does): it loops over the adapters and scatters each one's rows into the output, which in
-    training costs a full-size copy of the output per adapter and layer in the backward pass (1.6x a step of hard
-    sharing against 1.1x for the batched form, MiniLM, top two layers, five tasks).
+    training costs a full-size copy of the output per adapter and layer in the backward pass (a step 1.61x hard
+    sharing's against 1.34x for the batched form: MiniLM, top two layers, five tasks, `benchmarks/sharing_step.py`).
     """
     names = list(dict.fromkeys(adapter_names))
     handles = []

@@ -77,16 +77,16 @@ def pack_rows(lengths: list[int], keys: list[str] | None = None) -> list[list[in
     rows are in the order they were placed; every row is in exactly one line. With `keys` (one per row), a line
     holds rows of one key only (lines of the first key first), so a scheme can route whole lines (a task's adapter,
     a group's layers)."""
-    if keys is not None:
-        if len(keys) != len(lengths):
-            raise ValueError(f"pack_rows got {len(keys)} keys for {len(lengths)} rows: pass one key per row.")
-        width = max(lengths, default=0)
-        lines = []
-        for key in dict.fromkeys(keys):
-            rows = [row for row, row_key in enumerate(keys) if row_key == key]
-            lines.extend([[rows[i] for i in line] for line in _first_fit([lengths[row] for row in rows], width)])
-        return lines
-    return _first_fit(lengths, max(lengths, default=0))
+    width = max(lengths, default=0)
+    if keys is None:
+        return _first_fit(lengths, width)
+    if len(keys) != len(lengths):
+        raise ValueError(f"pack_rows got {len(keys)} keys for {len(lengths)} rows: pass one key per row.")
+    lines = []
+    for key in dict.fromkeys(keys):
+        rows = [row for row, row_key in enumerate(keys) if row_key == key]
+        lines.extend([[rows[i] for i in line] for line in _first_fit([lengths[row] for row in rows], width)])
+    return lines
 
 
 def _first_fit(lengths: list[int], width: int) -> list[list[int]]:
