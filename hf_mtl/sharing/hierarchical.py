@@ -9,9 +9,9 @@ al. 2021). With a backbone checkpoint every copy starts from the backbone's own 
 Implementation: each upper layer in the backbone's layer list is replaced by a `GroupRoutedLayer` holding one copy
 per group (`encoder.<layers>.<i>.groups.<group>.*`). The encoder still runs once per batch: a routed layer sends
 each group's rows through that group's copy and scatters the results back. In training the rows are packed as under
-hard sharing (`encoder_packing`), each packed line holding rows of one group, so a line is routed whole. When per-layer hidden states or
-attentions are requested for a batch that mixes groups, the encoder runs once per group instead, so Transformers'
-output capture sees one call per layer.
+hard sharing (`encoder_packing`), each packed line holding rows of one group, so a line is routed whole. When
+per-layer hidden states or attentions are requested for a batch that mixes groups, the encoder runs once per group
+instead, so Transformers' output capture sees one call per layer.
 """
 
 from __future__ import annotations
@@ -199,11 +199,10 @@ class HierarchicalSharing(SharingScheme):
     def encode(self, model: SharedModel, task_ids, encoder_inputs) -> EncodedBatch:
         names = model.config.task_names
         row_groups = [self.task_to_group[names[i]] for i in task_ids.tolist()]
-        groups = _rows_by_group(row_groups, task_ids.device)
         routed = self._routed(model)
-        batch_size = task_ids.shape[0]
         wants_layers = encoder_inputs.get("output_hidden_states") or encoder_inputs.get("output_attentions")
-        if len(groups) > 1 and wants_layers:
+        if wants_layers and len(set(row_groups)) > 1:
+            groups = _rows_by_group(row_groups, task_ids.device)
             shared_pieces = []
 
             def run(group, inputs):
@@ -214,7 +213,7 @@ class HierarchicalSharing(SharingScheme):
                 return out
 
             outputs = run_encoder_by_rows(run, groups, encoder_inputs)
-            shared = merge_rows(shared_pieces, batch_size)
+            shared = merge_rows(shared_pieces, len(row_groups))
         else:
             captured = {}
 
