@@ -7,7 +7,8 @@ import torch
 from transformers import AutoModel, BertModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.sharing.lora import _batched_update as _BATCHED_UPDATE
+from hf_mtl.sharing.lora import _dense_update as _DENSE_UPDATE
+from hf_mtl.sharing.lora import _grouped_update as _GROUPED_UPDATE
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
@@ -51,12 +52,12 @@ def test_mixed_batch_in_training_mode_runs_each_task_through_its_adapter():
         torch.testing.assert_close(trained_logits, evaluated_logits, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("ranks", ["equal", "ner_r8"])
+@pytest.mark.parametrize("ranks, form", [("equal", "grouped"), ("equal", "dense"), ("ner_r8", "peft")])
 @pytest.mark.parametrize("packing", [True, False])
-def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, monkeypatch):
+def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, form, monkeypatch):
     """One encoder pass over a mixed batch gives every row the states and every adapter and backbone weight the
-    gradient of running each task's rows alone through its adapter: with adapters of one rank as batched matmuls,
-    with another rank for one task through peft's mixed-adapter forward."""
+    gradient of running each task's rows alone through its adapter: with adapters of one rank routed per position
+    (grouped by adapter, or dense with a mask), with another rank for one task through peft's mixed-adapter forward."""
     adapters = {"ner": {"r": 8}} if ranks == "ner_r8" else {}
     model = lora_model(lora_dropout=0.0, freeze_backbone=False, adapters=adapters).train()
     model.config.encoder_packing = packing
@@ -71,11 +72,13 @@ def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, monkeypa
 
     from hf_mtl.sharing import lora
 
-    batched = []
-    monkeypatch.setattr(lora, "_batched_update", lambda *args: batched.append(1) or _BATCHED_UPDATE(*args))
+    calls = []
+    monkeypatch.setattr(lora, "DENSE_MAX_SHARE", 1e9 if form == "dense" else 0.0)
+    monkeypatch.setattr(lora, "_grouped_update", lambda *args: calls.append("grouped") or _GROUPED_UPDATE(*args))
+    monkeypatch.setattr(lora, "_dense_update", lambda *args: calls.append("dense") or _DENSE_UPDATE(*args))
     mixed = run(torch.arange(len(task_ids)))
     # Rank 8 for ner in every layer: no layer can stack its adapters, so peft's forward runs everywhere.
-    assert bool(batched) == (ranks == "equal")
+    assert set(calls) == ({form} if form != "peft" else set())
     mixed_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     for task_id in task_ids.unique():
@@ -85,6 +88,31 @@ def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, monkeypa
     assert alone.keys() == mixed_grads.keys() and any("lora_A" in name for name in alone)
     for name, grad in alone.items():
         torch.testing.assert_close(mixed_grads[name], grad, rtol=1e-3, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("ranks", ["equal", "ner_r8"])
+def test_adapters_of_one_rank_let_packed_lines_mix_tasks_as_hard_sharing_does(ranks):
+    """Adapters that stack route each position, so rows pack as under hard sharing (fewer lines than one task's rows
+    per line); a task with another rank needs peft's per-row forward, so lines hold one task's rows."""
+    adapters = {"ner": {"r": 8}} if ranks == "ner_r8" else {}
+    input_ids, mask, task_ids = mixed_batch()
+    lines = {}
+    for sharing in ("hard", "lora"):
+        config = MultiTaskConfig(encoder=tiny_bert_config(), tasks=MIXABLE, sharing=sharing,
+                                 sharing_kwargs={"r": 4, "adapters": adapters} if sharing == "lora" else {})
+        model = MultiTaskModel(config).train()
+        calls = []
+        model.encoder.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["attention_mask"].shape[0]),
+                                                with_kwargs=True)
+        model.sharing.encode(model, task_ids, {"input_ids": input_ids, "attention_mask": mask})
+        lines[sharing] = calls
+    from hf_mtl.sharing.row_packing import pack_rows
+
+    tasks = [str(t) for t in task_ids.tolist()]
+    keyed = len(pack_rows(mask.sum(dim=1).tolist(), tasks))
+    assert lines["hard"] == [len(pack_rows(mask.sum(dim=1).tolist()))]
+    assert lines["lora"] == (lines["hard"] if ranks == "equal" else [keyed])
+    assert keyed > lines["hard"][0], "the batch must be one where keyed lines cost more"
 
 
 def test_every_adapter_stays_trainable_after_switching(tmp_path):
@@ -136,6 +164,27 @@ def test_adapters_train_at_their_own_learning_rate_beside_a_trainable_backbone(t
     assert groups[0]["initial_lr"] == 1e-3 and groups[0]["weight_decay"] == 0.0
     others = [id(p) for g in trainer.optimizer.param_groups if not g.get("hf_mtl_sharing") for p in g["params"]]
     assert not adapters & set(others) and others  # the backbone and heads stay in Trainer's groups
+
+
+def test_adapters_learning_rate_can_follow_the_trainers(tmp_path, tokenizer, data):  # noqa: F811
+    model = make_model(sharing="lora", sharing_kwargs={"r": 4, "freeze_backbone": False, "learning_rate_multiplier": 10})
+    trainer = make_trainer(tmp_path, tokenizer, data, model=model, eval_data=False, batching="mixed", max_steps=2,
+                           learning_rate=3e-5)
+    trainer.train()
+    (group,) = [g for g in trainer.optimizer.param_groups if g.get("hf_mtl_sharing")]
+    assert group["initial_lr"] == pytest.approx(3e-4) and group["weight_decay"] == 0.0
+    assert "lr_multiplier" not in group
+    assert {id(p) for p in group["params"]} == {id(p) for name, p in model.named_parameters() if "lora_" in name}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"learning_rate_multiplier": 0}, "learning_rate_multiplier` must be > 0"),
+    ({"learning_rate_multiplier": "10"}, "learning_rate_multiplier` must be > 0"),
+    ({"learning_rate_multiplier": 10, "learning_rate": 1e-3}, "not both"),
+])
+def test_bad_adapter_learning_rate_multiplier_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        MultiTaskConfig(encoder=tiny_bert_config(), tasks=MIXABLE, sharing="lora", sharing_kwargs=options)
 
 
 @pytest.mark.parametrize("encoder", ["bert", "distilbert"])

@@ -241,8 +241,9 @@ class SharingScheme(nn.Module):
         return {}
 
     def optimizer_parameter_groups(self, model: SharedModel) -> list[dict[str, Any]]:
-        """Optimizer groups (`{"params", "lr", "weight_decay"}`) for parameters that need their own learning rate or
-        no weight decay (e.g. AdaShare's policy logits); the trainer takes them out of its default groups."""
+        """Optimizer groups (`{"params", "lr" or "lr_multiplier", "weight_decay"}`) for parameters that need their own
+        learning rate or no weight decay (e.g. AdaShare's policy logits); the trainer takes them out of its default
+        groups. `lr_multiplier` is relative to the trainer's learning rate."""
         return []
 
     def on_step_begin(self, model: SharedModel, step: int, max_steps: int) -> None:

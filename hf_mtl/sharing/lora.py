@@ -8,15 +8,16 @@ plus K small adapters, and tasks cannot interfere through the shared weights.
 Routing:
 - a batch of one task activates that task's adapter (`peft.functional.set_adapter`, whose `requires_grad` side
   effect is undone so the optimizer keeps seeing every adapter);
-- a batch mixing tasks runs once, each row through its own adapter (`_mixed_adapters`): adapters of one rank as two
-  batched matmuls over each row's gathered weights, others through peft's `adapter_names=` mixed-batch forward,
-  injected with forward pre-hooks as `LoraModel` does. `LoraModel` refuses mixed adapters in training mode, but both
-  forms are differentiable, and the tests check their gradients against one task at a time. In training the rows are
-  packed (`encoder_packing`) with each line holding rows of one task, so a line has one adapter.
+- a batch mixing tasks runs once, each row through its own adapter (`_mixed_adapters`). Where every layer's
+  adapters share one rank and dropout (the usual case), each token is routed: the positions are grouped by adapter
+  in every layer, so packed lines (`encoder_packing`) may mix tasks as under hard sharing. Otherwise peft's
+  `adapter_names=` mixed-batch forward routes rows, injected with forward pre-hooks as `LoraModel` does, and each
+  packed line holds one task's rows. `LoraModel` refuses mixed adapters in training mode, but both forms are
+  differentiable, and the tests check their gradients against one task at a time.
 
 With `freeze_backbone=False` and `top_layers=N` the encoder stays shared and trained, and each task gets a low-rank
 top of its own: on the dev suite this matches per-task copies of the top layers (`hierarchical`) at a tenth of
-their extra parameters (README, "Hard sharing alone").
+their extra parameters (README, "Hard sharing alone"), and it is the recipes' default (`RECIPE_MODEL_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_
 from .padding_free import run_encoder_padding_free
 
 
+#: Route each position where the adapters stack (see `_mixed_adapters`); `benchmarks/sharing_step.py` turns it off
+#: to time the per-line form it replaced.
+_ROUTE_POSITIONS = True
 _ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
 _OVERRIDABLE = ("r", "lora_alpha", "lora_dropout")
 
@@ -72,6 +76,14 @@ class LoraOptions:
             "a larger rate than it (LoRA papers use 1e-4 to 1e-3)."
         },
     )
+    learning_rate_multiplier: float | None = field(
+        default=None,
+        metadata={
+            "help": "The adapters' learning rate as a multiple of the trainer's (e.g. 10, like `head_lr_multiplier`), "
+            "in a group of their own without weight decay; an alternative to `learning_rate` that follows the "
+            "recipe's rate. None: not used."
+        },
+    )
     adapters: dict[str, dict[str, Any]] = field(
         default_factory=dict,
         metadata={"help": 'Per-task overrides of r / lora_alpha / lora_dropout, e.g. {"ner": {"r": 16}}.'},
@@ -101,6 +113,13 @@ class LoraSharing(SharingScheme):
         rate = options.learning_rate
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
             raise ValueError(f"LoRA `learning_rate` must be > 0 or None (the trainer's learning rate), got {rate!r}.")
+        multiplier = options.learning_rate_multiplier
+        if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, (int, float))
+                                       or not multiplier > 0):
+            raise ValueError(f"LoRA `learning_rate_multiplier` must be > 0 or None, got {multiplier!r}.")
+        if multiplier is not None and rate is not None:
+            raise ValueError(f"LoRA takes `learning_rate` ({rate!r}) or `learning_rate_multiplier` ({multiplier!r}), "
+                             "not both: drop one.")
         top = options.top_layers
         if top is not None:
             num_layers = getattr(config.encoder, "num_hidden_layers", None)
@@ -191,10 +210,12 @@ class LoraSharing(SharingScheme):
         return {task}
 
     def optimizer_parameter_groups(self, model: SharedModel) -> list[dict[str, Any]]:
-        if self.options.learning_rate is None:
+        rate, multiplier = self.options.learning_rate, self.options.learning_rate_multiplier
+        if rate is None and multiplier is None:
             return []
         params = [p for name, p in model.named_parameters() if p.requires_grad and self.parameter_owner(name)]
-        return [{"params": params, "lr": float(self.options.learning_rate), "weight_decay": 0.0}] if params else []
+        scale = {"lr": float(rate)} if rate is not None else {"lr_multiplier": float(multiplier)}
+        return [{"params": params, **scale, "weight_decay": 0.0}] if params else []
 
     def backbone_key(self, name: str) -> str | None:
         if _ADAPTER_KEY.search("." + name):
@@ -233,19 +254,27 @@ class LoraSharing(SharingScheme):
         names = model.config.task_names
         row_tasks = [names[i] for i in task_ids.tolist()]
         encoder = model.encoder
+        present = list(dict.fromkeys(row_tasks))
+        layers = _lora_layers(encoder) if len(present) > 1 else []
+        # Every layer's adapters for these tasks stackable: each position goes through its own, so packed lines may
+        # mix tasks as under hard sharing. Otherwise peft's forward routes rows, and a line holds one task's rows.
+        by_position = _ROUTE_POSITIONS and bool(layers) and all(_stackable(layer, present) for layer in layers)
 
         @contextlib.contextmanager
         def route(keys, unpack):
-            present = set(keys)
-            if len(present) == 1:
+            if len(set(keys)) == 1:
                 self.activate(encoder, keys[0])
                 yield
             else:
-                with _mixed_adapters(encoder, keys):
+                with _mixed_adapters(layers or _lora_layers(encoder), keys):
                     yield
 
+        def route_positions(position_keys, unpack):
+            return _mixed_adapters(layers, present, position_keys)
+
         outputs = run_encoder_padding_free(
-            encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets, row_tasks, route
+            encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets, row_tasks,
+            route_positions if by_position else route, by_position=by_position,
         )
         hidden = outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=outputs)
@@ -320,27 +349,44 @@ def _lora_layers(encoder: nn.Module) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def _mixed_adapters(encoder: nn.Module, adapter_names: list[str]):
-    """Run every row (packed line) of the next encoder call through its own adapter (`adapter_names`, one per row).
+def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_adapters: torch.Tensor | None = None):
+    """Run the next encoder call through several adapters: one per row (`adapter_names`, one name per row of the
+    call), or one per position (`position_adapters`, `[rows, width]` indices into the distinct `adapter_names`).
 
-    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout, their updates are two batched
-    matmuls with each row's adapter weights gathered (`_batched_update`), added to the base output, and peft runs
-    only the base layer (its `"__base__"` rows). Elsewhere peft's mixed-batch forward runs (as `LoraModel`'s
-    `adapter_names=` does): it loops over the adapters and scatters each one's rows into the output, which in
-    training costs a full-size copy of the output per adapter and layer in the backward pass (a step 1.61x hard
-    sharing's against 1.34x for the batched form: MiniLM, top two layers, five tasks, `benchmarks/sharing_step.py`).
+    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout (`_stackable`), their updates
+    run grouped by adapter (`_grouped_update`: the positions sorted by adapter, one pair of matmuls per adapter, and
+    back), added to the base output, and peft runs only the base layer (its `"__base__"` rows). Elsewhere peft's
+    mixed-batch forward runs (as `LoraModel`'s `adapter_names=` does, per row only): it loops over the adapters and
+    scatters each one's rows into the output, which in training costs a full-size copy of the output per adapter and
+    layer in the backward pass (a step 1.61x hard sharing's against 1.34x for a batched form with one task per packed
+    line: MiniLM, top two layers, five tasks, `benchmarks/sharing_step.py`).
     """
     names = list(dict.fromkeys(adapter_names))
-    handles = []
-    row_adapter: torch.Tensor | None = None
-    for layer in _lora_layers(encoder):
+    if position_adapters is None:
+        row_adapters = torch.tensor([names.index(name) for name in adapter_names])
+    plans: dict[tuple[int, ...], _AdapterGroups] = {}  # one per input shape: every layer of the call shares it
+
+    def groups(shape: torch.Size, device: torch.device) -> _AdapterGroups:
+        key = tuple(shape)
+        if key not in plans:
+            if position_adapters is not None:
+                if tuple(position_adapters.shape) != key:
+                    raise ValueError(f"LoRA got adapters for positions {tuple(position_adapters.shape)} and an input "
+                                     f"of {key}: a position-routed call must keep the rows' layout.")
+                index = position_adapters
+            else:
+                index = row_adapters.to(device).view(-1, *([1] * (len(key) - 1))).expand(key)
+            plans[key] = _AdapterGroups(index.to(device), len(names))
+        return plans[key]
+
+    handles, base_only = [], []
+    for layer in layers:
         if _stackable(layer, names):
-            if row_adapter is None:
-                device = next(iter(layer.lora_A.values())).weight.device
-                row_adapter = torch.tensor([names.index(name) for name in adapter_names], device=device)
-            base_rows = ["__base__"] * len(adapter_names)
-            handles.append(layer.register_forward_pre_hook(_passing_adapter_names(base_rows), with_kwargs=True))
-            handles.append(layer.register_forward_hook(_adding_batched_update(names, row_adapter), with_kwargs=True))
+            base_only.append((layer, layer._disable_adapters))  # peft runs the base layer alone; the hook adds
+            layer._disable_adapters = True
+            handles.append(layer.register_forward_hook(_adding_grouped_update(names, groups), with_kwargs=True))
+        elif position_adapters is not None:
+            raise ValueError("LoRA position routing needs every layer's adapters stackable (one rank and dropout).")
         else:
             handles.append(layer.register_forward_pre_hook(_passing_adapter_names(adapter_names), with_kwargs=True))
     try:
@@ -348,6 +394,31 @@ def _mixed_adapters(encoder: nn.Module, adapter_names: list[str]):
     finally:
         for handle in handles:
             handle.remove()
+        for layer, disabled in base_only:
+            layer._disable_adapters = disabled
+
+
+class _AdapterGroups:
+    """Where each position of one encoder call goes, built once per call and used by every layer: `index` (each
+    position's adapter), `order` / `counts` / `inverse` (the flat positions sorted by adapter, the group sizes, and
+    back) for `_grouped_update`, and `mask` for `_dense_update`."""
+
+    def __init__(self, index: torch.Tensor, num_adapters: int):
+        flat = index.reshape(-1)
+        self.index, self.num_adapters = index, num_adapters
+        self.order = torch.argsort(flat, stable=True)
+        self.inverse = torch.empty_like(self.order).index_copy_(0, self.order, torch.arange(len(flat), device=flat.device))
+        self.counts = torch.bincount(flat, minlength=num_adapters).tolist()  # one host sync per call
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+    def mask(self, rank: int, scaling: list[float], dtype: torch.dtype) -> torch.Tensor:
+        """`[..., adapters * rank]`: each adapter's scaling on the columns of the position's own adapter, 0 elsewhere."""
+        key = (rank, tuple(scaling), dtype)
+        if key not in self._masks:
+            scale = torch.tensor(scaling, dtype=dtype, device=self.index.device)
+            one_hot = nn.functional.one_hot(self.index, self.num_adapters).to(dtype) * scale
+            self._masks[key] = one_hot.repeat_interleave(rank, dim=-1)
+        return self._masks[key]
 
 
 def _passing_adapter_names(adapter_names: list[str]):
@@ -358,36 +429,60 @@ def _passing_adapter_names(adapter_names: list[str]):
     return hook
 
 
-def _adding_batched_update(names: list[str], row_adapter: torch.Tensor):
+def _adding_grouped_update(names: list[str], groups):
     def hook(module, args, kwargs, output):
         x = args[0] if args else kwargs["x"]
-        return output + _batched_update(module, x, names, row_adapter).to(output.dtype)
+        update = _dense_update if _dense_is_cheaper(module, names) else _grouped_update
+        return output + update(module, x, names, groups(x.shape[:-1], x.device)).to(output.dtype)
 
     return hook
 
 
 def _stackable(layer: nn.Module, names: list[str]) -> bool:
-    """Whether `names`' adapters on `layer` can run as one batched update: a LoRA `Linear` whose adapters for these
-    rows all exist, are plain LoRA (no DoRA or other variant), share one rank and one dropout probability."""
+    """Whether `names`' adapters on `layer` can run as one grouped update: a LoRA `Linear` whose adapters for these
+    rows all exist, are plain LoRA (no DoRA or other variant, no bias), share one rank and one dropout probability."""
     from peft.tuners.lora import Linear
 
     if not isinstance(layer, Linear) or any(name not in layer.lora_A for name in names):
         return False
-    if any(name in layer.lora_variant for name in names):
+    if any(name in layer.lora_variant or getattr(layer, "lora_bias", {}).get(name, False) for name in names):
         return False
     ranks = {layer.r[name] for name in names}
     dropouts = {getattr(layer.lora_dropout[name], "p", 0.0) for name in names}
     return len(ranks) == 1 and len(dropouts) == 1
 
 
-def _batched_update(layer: nn.Module, x: torch.Tensor, names: list[str], row_adapter: torch.Tensor) -> torch.Tensor:
-    """`scaling * B(A(dropout(x)))` of each row's adapter (`row_adapter` indexes `names`) for a `[rows, ..., in]`
-    input, as two batched matmuls over the rows' gathered adapter weights."""
-    a = torch.stack([layer.lora_A[name].weight for name in names]).index_select(0, row_adapter)  # [rows, r, in]
-    b = torch.stack([layer.lora_B[name].weight for name in names]).index_select(0, row_adapter)  # [rows, out, r]
-    scaling = torch.tensor([float(layer.scaling[name]) for name in names], dtype=a.dtype, device=a.device)
-    h = layer.lora_dropout[names[0]](x.to(a.dtype))
-    rows = h.reshape(h.shape[0], -1, h.shape[-1])  # [rows, positions, in]
-    update = torch.bmm(torch.bmm(rows, a.transpose(1, 2)), b.transpose(1, 2))
-    update = update * scaling.index_select(0, row_adapter)[:, None, None]
+def _grouped_update(layer: nn.Module, x: torch.Tensor, names: list[str], groups: _AdapterGroups) -> torch.Tensor:
+    """`scaling * B(A(dropout(x)))` at each position with that position's adapter, for an input `[..., in]`: the
+    positions sorted by adapter, one pair of matmuls per adapter on its positions, and put back in place."""
+    weight = layer.lora_A[names[0]].weight
+    h = layer.lora_dropout[names[0]](x.to(weight.dtype))
+    flat = h.reshape(-1, h.shape[-1]).index_select(0, groups.order)
+    pieces = [
+        nn.functional.linear(nn.functional.linear(chunk, layer.lora_A[name].weight), layer.lora_B[name].weight)
+        * layer.scaling[name]
+        for name, chunk in zip(names, flat.split(groups.counts)) if chunk.shape[0]
+    ]
+    update = torch.cat(pieces).index_select(0, groups.inverse)
     return update.reshape(*h.shape[:-1], update.shape[-1])
+
+
+def _dense_update(layer: nn.Module, x: torch.Tensor, names: list[str], groups: _AdapterGroups) -> torch.Tensor:
+    """The same update as `_grouped_update` as two dense matmuls over all adapters at once (their A matrices stacked,
+    then each position's columns kept by a mask): more FLOPs, far fewer operations; see `_dense_is_cheaper`."""
+    weight = layer.lora_A[names[0]].weight
+    h = layer.lora_dropout[names[0]](x.to(weight.dtype))
+    a = torch.cat([layer.lora_A[name].weight for name in names])  # [adapters * r, in]
+    b = torch.cat([layer.lora_B[name].weight for name in names], dim=1)  # [out, adapters * r]
+    mask = groups.mask(layer.r[names[0]], [float(layer.scaling[name]) for name in names], weight.dtype)
+    return nn.functional.linear(nn.functional.linear(h, a) * mask, b)
+
+
+#: `_dense_update` while all adapters' ranks together are at most this share of a layer's input width: on MiniLM
+#: (width 384, five rank-16 adapters: 80 columns) its two matmuls beat five pairs of small ones (a packed dev-suite
+#: step 1.21x hard sharing's against 1.25x); with many tasks their extra FLOPs would dominate.
+DENSE_MAX_SHARE = 0.25
+
+
+def _dense_is_cheaper(layer: nn.Module, names: list[str]) -> bool:
+    return len(names) * layer.r[names[0]] <= DENSE_MAX_SHARE * layer.in_features

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .length_buckets import attended_lengths, needs_one_padded_call, run_encoder_in_length_buckets
-from .row_packing import Routing, packed_position_start, run_encoder_packed
+from .row_packing import PositionRouting, Routing, key_indices, packed_position_start, run_encoder_packed
 
 
 def run_encoder_padding_free(
@@ -23,19 +23,26 @@ def run_encoder_padding_free(
     packing: bool,
     max_buckets: int,
     row_keys: list[str] | None = None,
-    routing: Routing | None = None,
+    routing: Routing | PositionRouting | None = None,
+    by_position: bool = False,
 ) -> Any:
     """`encoder(**encoder_inputs)`, packed (`packing` and an encoder that takes packed rows), else in up to
     `max_buckets` length-sorted calls (see `run_encoder_in_length_buckets` for when it keeps the batch whole).
 
     With `routing` (and `row_keys`, one key per row), the scheme routes rows by key inside the encoder: packed lines
-    then hold rows of one key, and where packing does not apply the batch runs as one padded call (length-sorted
-    calls are not routed)."""
+    then hold rows of one key (`Routing`), or mix keys when the scheme routes each position (`by_position`,
+    `PositionRouting`), and where packing does not apply the batch runs as one padded call (length-sorted calls are
+    not routed)."""
 
     def padded():
         if routing is None:
             return encoder(**encoder_inputs)
-        with routing(row_keys, lambda states: states):
+        if by_position:
+            rows = key_indices(row_keys, encoder_inputs["attention_mask"].device)[1]
+            context = routing(rows[:, None].expand(encoder_inputs["attention_mask"].shape), lambda states: states)
+        else:
+            context = routing(row_keys, lambda states: states)
+        with context:
             return encoder(**encoder_inputs)
 
     def unpacked():
@@ -58,5 +65,5 @@ def run_encoder_padding_free(
         return unpacked()
     if min(lengths) == mask.shape[1]:  # nothing padded
         return padded()
-    return run_encoder_packed(encoder, encoder_inputs, lengths, position_start, row_keys, routing)
+    return run_encoder_packed(encoder, encoder_inputs, lengths, position_start, row_keys, routing, by_position)
 

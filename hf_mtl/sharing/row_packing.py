@@ -36,6 +36,17 @@ from .length_buckets import encoder_is_sharded
 #: line when packed) and `unpack`, which maps a `[rows, width, hidden]` tensor of that call back to the padded batch.
 Routing = Callable[[list[str], Callable[[torch.Tensor], torch.Tensor]], AbstractContextManager]
 
+#: A scheme that can route each position on its own (per-task LoRA, whose update is per token): `routing(position_keys,
+#: unpack)` with `position_keys` a LongTensor `[rows, width]` of the call, each position's key as an index into the
+#: distinct keys in order of first appearance (`key_indices`). Packed lines then mix keys as under hard sharing.
+PositionRouting = Callable[[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]], AbstractContextManager]
+
+
+def key_indices(keys: list[str], device: torch.device | str | None = None) -> tuple[list[str], torch.Tensor]:
+    """The distinct keys in order of first appearance, and each row's key as an index into them."""
+    names = list(dict.fromkeys(keys))
+    return names, torch.tensor([names.index(key) for key in keys], dtype=torch.long, device=device)
+
 #: Encoders known to take packed rows, and the position id of a row's first token. BERT-like models count from 0;
 #: RoBERTa-like models from `pad_token_id + 1` (what their embeddings derive from `input_ids`). Each is checked by
 #: `tests/test_row_packing.py` against one padded call.
@@ -159,15 +170,17 @@ def run_encoder_packed(
     lengths: list[int],
     position_start: int,
     keys: list[str] | None = None,
-    routing: Routing | None = None,
+    routing: Routing | PositionRouting | None = None,
+    by_position: bool = False,
 ) -> Any:
     """`encoder(**encoder_inputs)` with the batch's rows packed into lines (see the module docstring); `lengths` are
     the rows' attended lengths (each row's mask is ones up to its length, zeros after). Returns the last hidden states
     in the padded layout. With `keys` and `routing`, lines hold rows of one key and the encoder call runs inside
-    `routing(line_keys, unpack)` (see `Routing`)."""
+    `routing(line_keys, unpack)` (see `Routing`); with `by_position`, lines mix keys and the call runs inside
+    `routing(position_keys, unpack)` (see `PositionRouting`; unused positions get key 0)."""
     mask = encoder_inputs["attention_mask"]
     batch_size, width = mask.shape
-    packed = PackedBatch(lengths, width, mask.device, keys)
+    packed = PackedBatch(lengths, width, mask.device, None if by_position else keys)
     inputs: dict[str, Any] = {}
     for name, value in encoder_inputs.items():
         if name == "attention_mask" or value is None:
@@ -181,6 +194,13 @@ def run_encoder_packed(
         inputs["position_ids"] = positions.view(packed.num_lines, packed.line_width)
     dtype = encoder.get_input_embeddings().weight.dtype  # under autocast the scores' dtype may differ: matmul casts
     inputs["attention_mask"] = packed.attention_mask(encoder.config._attn_implementation, dtype)
-    with routing(packed.line_keys, packed.unpack) if routing is not None else contextlib.nullcontext():
+    if routing is None:
+        context = contextlib.nullcontext()
+    elif by_position:
+        row_keys = key_indices(keys, mask.device)[1]
+        context = routing(packed.pack(row_keys[:, None].expand(batch_size, width)), packed.unpack)
+    else:
+        context = routing(packed.line_keys, packed.unpack)
+    with context:
         hidden = encoder(**inputs).last_hidden_state
     return BaseModelOutput(last_hidden_state=packed.unpack(hidden))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 
 def add_sharing_parameter_groups(optimizer, model, learning_rate: float) -> None:
-    """Parameters the sharing scheme trains with their own learning rate / without weight decay (AdaShare's policy
-    logits) leave Trainer's default groups for a group of their own."""
+    """Parameters the sharing scheme trains with their own learning rate (`lr`, or `lr_multiplier` times the trainer's)
+    / without weight decay (AdaShare's policy logits, LoRA adapters) leave Trainer's default groups for a group of
+    their own."""
     groups = model.sharing.optimizer_parameter_groups(model)
     if not groups or any(group.get("hf_mtl_sharing") for group in optimizer.param_groups):
         return
@@ -14,7 +15,9 @@ def add_sharing_parameter_groups(optimizer, model, learning_rate: float) -> None
     for group in optimizer.param_groups:
         group["params"] = [p for p in group["params"] if id(p) not in moved]
     for group in groups:
-        lr = group.get("lr") if group.get("lr") is not None else learning_rate
+        group = dict(group)
+        multiplier = group.pop("lr_multiplier", 1.0)  # a rate relative to the trainer's (e.g. LoRA adapters' x10)
+        lr = group.get("lr") if group.get("lr") is not None else learning_rate * multiplier
         optimizer.add_param_group({**group, "lr": lr, "hf_mtl_sharing": True})
 
 
