@@ -47,7 +47,8 @@ class MultiTaskConfig(PreTrainedConfig):
             2017). In training mode the model then returns `auxiliary_losses["adversarial"]`; the trainer weighs
             it with `adversarial_weight`.
         sharing (`str`, *optional*, defaults to `"hard"`):
-            How the tasks share parameters (registry keys, one file each in `hf_mtl/sharing/`):
+            How the tasks share parameters (registry keys, one file each in `hf_mtl/sharing/`). Recipes that name
+            no scheme use `"lora"` with a trained backbone on its top two layers (`RECIPE_MODEL_DEFAULTS`):
 
             - `"hard"`: one encoder for every task.
             - `"lora"`: one peft LoRA adapter per task on the shared backbone (frozen by default).
@@ -63,7 +64,9 @@ class MultiTaskConfig(PreTrainedConfig):
             Options of the scheme, validated when the config is built and saved with every default filled in:
 
             - `lora`: `r` (8), `lora_alpha` (16), `lora_dropout` (0.1), `target_modules` (None = peft's default
-              for the backbone, BERT: query/value), `freeze_backbone` (True), `adapters` (per-task overrides of
+              for the backbone, BERT: query/value), `top_layers` (None = all layers; N = the top N blocks, every
+              linear layer there unless `target_modules` names some), `freeze_backbone` (True), `learning_rate` or
+              `learning_rate_multiplier` (None: the trainer's rate), `adapters` (per-task overrides of
               r / lora_alpha / lora_dropout, e.g. `{"ner": {"r": 16}}`).
             - `shared_private`: `private_hidden_size` (64), `private_layers` (1), `private_heads` (4).
             - `hierarchical`: `num_shared_layers` (required, 0..num_hidden_layers-1), `groups`

@@ -23,6 +23,15 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def trained_hard(tmp_path_factory):
+    """The same with one plain shared encoder (`model.sharing=hard`; the recipes' default is per-task LoRA)."""
+    out = tmp_path_factory.mktemp("cli_hard") / "model"
+    overrides = [*TINY, "model.sharing=hard"]
+    assert main(["train", DEMO, "--output-dir", str(out)] + [item for override in overrides for item in ("-o", override)]) == 0
+    return out
+
+
 def run_cli(args, capsys, stdin=None, monkeypatch=None):
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
@@ -116,10 +125,12 @@ def test_predictor_runs_one_mixed_forward_per_batch(trained):
     assert alone[3]["value"] == pytest.approx(results[3]["value"], abs=1e-3)
 
 
-def test_predictor_encodes_a_text_once_for_all_its_tasks(trained, monkeypatch):
+def test_predictor_encodes_a_text_once_for_all_its_tasks(trained_hard, trained, monkeypatch):
     """Hard sharing without a task embedding: a text asked for K tasks is one encoder row, not K; the answers are
     those of the routed forward (one row per text and task)."""
-    model, tokenizer = AutoModel.from_pretrained(trained), AutoTokenizer.from_pretrained(trained)
+    tokenizer = AutoTokenizer.from_pretrained(trained)
+    assert not MultiTaskPredictor(AutoModel.from_pretrained(trained), tokenizer).shares_encodings  # per-task LoRA
+    model = AutoModel.from_pretrained(trained_hard)
     texts = ["Bob liked the film", "Ann flew to Oslo", "Bob liked the film"]
     rows = [{"task": task, "text": text} for text in texts for task in ("sentiment", "entities", "topics", "rating")]
     encoder_rows = []

@@ -62,7 +62,12 @@ def test_card_metadata_license_language_tags_split_and_sharing(all_tasks, tmp_pa
     loaded = ModelCard.load(tmp_path / "README.md")
     assert (loaded.data.license, loaded.data.language) == ("apache-2.0", "en") and "nlu" in loaded.data.tags
     assert loaded.data.eval_results[0].dataset_split == "validation"
-    assert "one LoRA adapter and one head per task" in loaded.text and "one shared encoder" not in loaded.text
+    assert "a frozen backbone with one LoRA adapter (rank 8) per task and one head per task" in loaded.text
+    assert "one shared encoder" not in loaded.text
+    top = MultiTaskConfig(encoder=tiny_bert_config(), tasks=all_tasks, sharing="lora",
+                          sharing_kwargs={"freeze_backbone": False, "top_layers": 2, "r": 16})
+    assert ("a shared encoder trained on every task with one LoRA adapter (rank 16) per task on its top 2 layers"
+            in build_model_card(top).text)
 
 
 def test_model_index_names_hub_datasets_and_every_result_round_trips(config, tmp_path):

@@ -83,7 +83,9 @@ def test_sections_are_parsed_with_their_types(tmp_path):
     args = recipe.training_arguments()
     assert isinstance(args.learning_rate, float) and args.learning_rate == 1e-4  # YAML reads 1e-4 as text
     assert args.seed == 3 and recipe.data_args.max_train_samples == 10
-    assert recipe.config_kwargs == {"pooling": "mean", "adversarial": True, "classifier_dropout": 0.2}
+    written = {key: value for key, value in recipe.config_kwargs.items() if key not in ("sharing", "sharing_kwargs")}
+    assert written == {"pooling": "mean", "adversarial": True, "classifier_dropout": 0.2}
+    assert recipe.config_kwargs["sharing"] == "lora"  # the recipes' default scheme
     assert {"pooling", "classifier_dropout", "adversarial"} <= set(config_fields())
     assert "# --override training.seed=3" in recipe.card_text()
 
@@ -112,6 +114,56 @@ def test_a_recipe_default_is_fingerprinted_as_if_the_recipe_wrote_it(tmp_path):
     assert implicit == written, "writing today's default out reuses the runs of a recipe that leaves it out"
     before = run_fingerprint(load_recipe(path, ["training.batching=per_task"]), {"seed": 1})
     assert before != implicit, "a run made under the earlier default (one task per step) is never taken for today's"
+
+
+def test_recipes_default_to_per_task_lora_on_the_top_layers_of_a_trained_encoder(tmp_path):
+    from hf_mtl.recipes.loader import RECIPE_MODEL_DEFAULTS
+
+    path = sst_recipe(tmp_path)
+    default = load_recipe(path).config_kwargs
+    assert default["sharing"] == "lora" and default["sharing_kwargs"] == RECIPE_MODEL_DEFAULTS["sharing_kwargs"]
+    assert default["sharing_kwargs"]["freeze_backbone"] is False and default["sharing_kwargs"]["top_layers"] == 2
+    assert "sharing_kwargs" not in load_recipe(path, ["model.sharing=hard"]).config_kwargs, "a named scheme is kept"
+    tuned = load_recipe(path, ["model.sharing_kwargs.r=4"]).config_kwargs
+    assert tuned["sharing"] == "lora" and tuned["sharing_kwargs"] == {**RECIPE_MODEL_DEFAULTS["sharing_kwargs"], "r": 4}
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(path, ["model.sharing_kwargs.top_layers=0"])
+    one_line_error(excinfo, "top_layers")
+    recipe = load_recipe(path, ["training.max_steps=2", "training.refine_steps=0", "training.disable_tqdm=true"])
+    model = train_recipe(recipe, log=lambda message: None).trainer.model
+    assert model.config.sharing == "lora" and any(".lora_A.sst2" in name for name, _ in model.named_parameters())
+    top = {name.split(".layer.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
+    layers = model.encoder.config.num_hidden_layers
+    assert top == {str(i) for i in range(layers - 2, layers)}
+
+
+def test_a_backbone_the_default_lora_cannot_place_gets_an_error_naming_hard_sharing(tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    from hf_mtl.recipes.run import build_model
+
+    GPT2Model(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=100)).save_pretrained(tmp_path / "gpt2")
+    recipe = load_recipe(sst_recipe(tmp_path), [f"model.backbone={tmp_path / 'gpt2'}"])
+    with pytest.raises(RecipeError) as excinfo:
+        build_model(recipe, [task.placeholder_spec() for task in recipe.tasks])
+    one_line_error(excinfo, "transformer blocks", "set model.sharing: hard")
+
+
+def test_the_recipe_model_default_is_fingerprinted_as_if_written_and_baselines_keep_theirs(tmp_path):
+    from hf_mtl.recipes.loader import RECIPE_MODEL_DEFAULTS
+    from hf_mtl.recipes.run_cache import run_fingerprint
+    from hf_mtl.recipes.transfer_report import single_task_recipe
+
+    path = sst_recipe(tmp_path)
+    kwargs = RECIPE_MODEL_DEFAULTS["sharing_kwargs"]
+    implicit = load_recipe(path)
+    written = load_recipe(path, ["model.sharing=lora", f"model.sharing_kwargs={json.dumps(kwargs)}"])
+    hard = load_recipe(path, ["model.sharing=hard"])
+    assert run_fingerprint(implicit, {"seed": 1}) == run_fingerprint(written, {"seed": 1})
+    assert run_fingerprint(implicit, {"seed": 1}) != run_fingerprint(hard, {"seed": 1})
+    baseline = single_task_recipe(implicit, "sst2")
+    assert baseline.config_kwargs["sharing"] == "hard", "one adapter beside a trained encoder is plain fine-tuning"
+    assert run_fingerprint(baseline, {"seed": 1}) == run_fingerprint(single_task_recipe(hard, "sst2"), {"seed": 1})
 
 
 def test_config_fields_reach_the_model(tmp_path):

@@ -117,7 +117,7 @@ def build_model_card(
         base_model=base_model and Path(base_model).name,  # never a full local path
         hub_base=hub_base,
         pooling=config.pooling,
-        sharing=SHARING_DESCRIPTIONS.get(config.sharing, f"the {config.sharing!r} sharing scheme"),
+        sharing=sharing_description(config),
         usage=_usage(config),
         results=results,
         transfer_rows=[_transfer_row(row, names) for row in transfer_table or []],
@@ -146,6 +146,17 @@ SHARING_DESCRIPTIONS = {
     "ple": "a shared encoder with shared and per-task gated experts and one head per task",
     "adashare": "a shared encoder whose layers each task runs or skips by a learned policy, and one head per task",
 }
+
+
+def sharing_description(config: MultiTaskConfig) -> str:
+    """`SHARING_DESCRIPTIONS`, with LoRA's options spelled out (frozen or trained backbone, which layers, rank)."""
+    if config.sharing != "lora":
+        return SHARING_DESCRIPTIONS.get(config.sharing, f"the {config.sharing!r} sharing scheme")
+    options = config.sharing_kwargs or {}
+    backbone = "a frozen backbone" if options.get("freeze_backbone", True) else "a shared encoder trained on every task"
+    top = options.get("top_layers")
+    where = f" on its top {top} layer{'s' if top != 1 else ''}" if top else ""
+    return f"{backbone} with one LoRA adapter (rank {options.get('r', 8)}) per task{where} and one head per task"
 
 
 def save_model_card(model_dir: str | Path, **kwargs) -> Path:

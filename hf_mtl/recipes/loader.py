@@ -170,6 +170,8 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
     model_args = _parse(source, "model", ModelArguments, {k: v for k, v in model_section.items() if k in model_keys})
     _check_backbone(source, model_args.backbone)
     config_kwargs = {k: v for k, v in model_section.items() if k not in model_keys}
+    for key, value in recipe_model_defaults(config_kwargs).items():
+        config_kwargs[key] = value
     data_args = _parse(source, "data", DataArguments, raw["data"])
 
     tasks_raw = raw.get("tasks")
@@ -207,6 +209,31 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
 # (no task's gradient dominates the shared encoder) unless a task cannot share a batch (multiple choice). Batches
 # stay random: grouping rows by length trains a third faster but scored lower on 3 of 5 dev-suite tasks (README).
 RECIPE_TRAINING_DEFAULTS = {"refine_steps": 100, "batching": "mixed", "weighting": "rep_norm"}
+
+
+# Where a recipe's model defaults differ from `MultiTaskConfig`'s: a recipe that names no sharing scheme trains a
+# shared encoder with one LoRA adapter per task on its top two layers (every linear layer there, rank 16; 1.07x the
+# parameters of one model), the adapters at 10x the learning rate like the heads. Over six dev-suite seeds it gained
+# +2.17 points on single-task runs against hard sharing's +1.45, with each tagger and intent ahead on every seed, and
+# its encoders transfer to a held-out task at least as well as the raw backbone (README). `MultiTaskConfig` keeps hard
+# sharing: a model built in code is the plain shared encoder Transformers users expect.
+RECIPE_MODEL_DEFAULTS = {
+    "sharing": "lora",
+    "sharing_kwargs": {"freeze_backbone": False, "top_layers": 2, "r": 16, "lora_alpha": 32,
+                       "learning_rate_multiplier": 10.0},
+}
+
+
+def recipe_model_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """`RECIPE_MODEL_DEFAULTS` for a recipe's `model:` config keys: none when the recipe names a sharing scheme; when it
+    gives only `sharing_kwargs`, those tune the default scheme (e.g. `-o model.sharing_kwargs.r=8`) on top of its
+    default options."""
+    if "sharing" in config:
+        return {}
+    options = config.get("sharing_kwargs")
+    return {"sharing": RECIPE_MODEL_DEFAULTS["sharing"],
+            "sharing_kwargs": {**RECIPE_MODEL_DEFAULTS["sharing_kwargs"], **(options if isinstance(options, dict) else {})}
+            if options is None or isinstance(options, dict) else options}
 
 
 def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .loader import RECIPE_TRAINING_DEFAULTS
+from .loader import RECIPE_MODEL_DEFAULTS, RECIPE_TRAINING_DEFAULTS
 
 
 RUN_RECORD = "run.json"
@@ -75,7 +75,8 @@ def data_fingerprint(recipe) -> dict[str, str]:
 # that differs from these (e.g. `batching: mixed`, `weighting: rep_norm` since 2026-12-06) is hashed as if the recipe
 # wrote it. So a run made under other defaults is never reused for a recipe that leaves the key out, a recipe that
 # writes the default out reuses the runs of one that leaves it out, and runs recorded before a default changed keep
-# their fingerprints. (`MultiTaskConfig` defaults are not hashed: the code fingerprint covers them, so only
+# their fingerprints. The recipe's model defaults (`RECIPE_MODEL_DEFAULTS`, since 2026-12-07) are hashed the same way
+# whenever they apply. (`MultiTaskConfig` defaults are not hashed: the code fingerprint covers them, so only
 # `--reuse-any-code` can take a run made under another model default, e.g. `task_embedding` "cls" before 2026-12-06.)
 _FIRST_RECORDED_DEFAULTS = {"refine_steps": 100, "batching": "per_task", "weighting": "static"}
 
@@ -93,6 +94,10 @@ def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = Tru
         if key in RECIPE_TRAINING_DEFAULTS and key not in written and value != _FIRST_RECORDED_DEFAULTS.get(key):
             written[key] = value  # a recipe default of today that changes the run: hashed as if written
     resolved["training"] = {k: v for k, v in written.items() if k not in _NOT_RESULTS}
+    model = dict(resolved.get("model") or {})
+    if "sharing" not in model:  # the recipe's default scheme applied (none before 2026-12-07): hashed as if written
+        model.update({key: recipe.config_kwargs[key] for key in RECIPE_MODEL_DEFAULTS if key in recipe.config_kwargs})
+    resolved["model"] = model
     # `labels_from` is not hashed: whenever reading labels off the training split succeeds, every split's labels are
     # in it, so both rules give the same label list (and the runs recorded before the key existed read all splits).
     resolved["tasks"] = [{k: v for k, v in task.items() if k != "labels_from"} if isinstance(task, dict) else task
