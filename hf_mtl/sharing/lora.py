@@ -353,9 +353,10 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
     """Run the next encoder call through several adapters: one per row (`adapter_names`, one name per row of the
     call), or one per position (`position_adapters`, `[rows, width]` indices into the distinct `adapter_names`).
 
-    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout (`_stackable`), their updates
-    run grouped by adapter (`_grouped_update`: the positions sorted by adapter, one pair of matmuls per adapter, and
-    back), added to the base output, and peft runs only the base layer (its `"__base__"` rows). Elsewhere peft's
+    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout (`_stackable`), peft runs only
+    the base layer (adapters disabled for the call) and a hook adds their updates: two masked dense matmuls over all
+    adapters (`_dense_update`) while that is cheaper (`_dense_is_cheaper`), else grouped by adapter
+    (`_grouped_update`: the positions sorted by adapter, one pair of matmuls per adapter, and back). Elsewhere peft's
     mixed-batch forward runs (as `LoraModel`'s `adapter_names=` does, per row only): it loops over the adapters and
     scatters each one's rows into the output, which in training costs a full-size copy of the output per adapter and
     layer in the backward pass. A step on real dev-suite batches (MiniLM, top two layers, five tasks,
