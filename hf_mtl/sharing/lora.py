@@ -23,6 +23,7 @@ their extra parameters (README, "Hard sharing alone"), and it is the recipes' de
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -266,7 +267,7 @@ class LoraSharing(SharingScheme):
                 self.activate(encoder, keys[0])
                 yield
             else:
-                with _mixed_adapters(layers or _lora_layers(encoder), keys):
+                with _mixed_adapters(layers, keys):  # more than one task here, so `layers` was collected
                     yield
 
         def route_positions(position_keys, unpack):
@@ -377,7 +378,7 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
                 index = position_adapters
             else:
                 index = row_adapters.to(device).view(-1, *([1] * (len(key) - 1))).expand(key)
-            plans[key] = _AdapterGroups(index.to(device), len(names))
+            plans[key] = _AdapterGroups(index, len(names))
         return plans[key]
 
     handles, base_only = [], []
@@ -405,12 +406,22 @@ class _AdapterGroups:
     back) for `_grouped_update`, and `mask` for `_dense_update`."""
 
     def __init__(self, index: torch.Tensor, num_adapters: int):
-        flat = index.reshape(-1)
         self.index, self.num_adapters = index, num_adapters
-        self.order = torch.argsort(flat, stable=True)
-        self.inverse = torch.empty_like(self.order).index_copy_(0, self.order, torch.arange(len(flat), device=flat.device))
-        self.counts = torch.bincount(flat, minlength=num_adapters).tolist()  # one host sync per call
         self._masks: dict[tuple, torch.Tensor] = {}
+
+    # The sort is computed on first use only: where every layer takes the dense form, no call needs it.
+    @functools.cached_property
+    def order(self) -> torch.Tensor:
+        return torch.argsort(self.index.reshape(-1), stable=True)
+
+    @functools.cached_property
+    def inverse(self) -> torch.Tensor:
+        positions = torch.arange(len(self.order), device=self.order.device)
+        return torch.empty_like(self.order).index_copy_(0, self.order, positions)
+
+    @functools.cached_property
+    def counts(self) -> list[int]:
+        return torch.bincount(self.index.reshape(-1), minlength=self.num_adapters).tolist()  # one host sync
 
     def mask(self, rank: int, scaling: list[float], dtype: torch.dtype) -> torch.Tensor:
         """`[..., adapters * rank]`: each adapter's scaling on the columns of the position's own adapter, 0 elsewhere."""
