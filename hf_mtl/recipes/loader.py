@@ -170,8 +170,7 @@ def _validate(source, text, raw, base_dir, overrides, override_keys) -> Recipe:
     model_args = _parse(source, "model", ModelArguments, {k: v for k, v in model_section.items() if k in model_keys})
     _check_backbone(source, model_args.backbone)
     config_kwargs = {k: v for k, v in model_section.items() if k not in model_keys}
-    for key, value in recipe_model_defaults(config_kwargs).items():
-        config_kwargs[key] = value
+    config_kwargs.update(recipe_model_defaults(config_kwargs))
     data_args = _parse(source, "data", DataArguments, raw["data"])
 
     tasks_raw = raw.get("tasks")
@@ -231,9 +230,11 @@ def recipe_model_defaults(config: dict[str, Any]) -> dict[str, Any]:
     if "sharing" in config:
         return {}
     options = config.get("sharing_kwargs")
-    return {"sharing": RECIPE_MODEL_DEFAULTS["sharing"],
-            "sharing_kwargs": {**RECIPE_MODEL_DEFAULTS["sharing_kwargs"], **(options if isinstance(options, dict) else {})}
-            if options is None or isinstance(options, dict) else options}
+    if options is None:
+        options = {}
+    # A value that is not a mapping is passed on as given: `MultiTaskConfig` refuses it, naming the value.
+    kwargs = {**RECIPE_MODEL_DEFAULTS["sharing_kwargs"], **options} if isinstance(options, dict) else options
+    return {"sharing": RECIPE_MODEL_DEFAULTS["sharing"], "sharing_kwargs": kwargs}
 
 
 def recipe_training_defaults(tasks: list[TaskEntry], training: dict[str, Any]) -> dict[str, Any]:

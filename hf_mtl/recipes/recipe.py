@@ -42,6 +42,11 @@ class Recipe:
         return self.raw.get("description")
 
     @property
+    def default_sharing(self) -> bool:
+        """Whether the recipe names no sharing scheme, so the loader's `RECIPE_MODEL_DEFAULTS` apply."""
+        return "sharing" not in (self.raw.get("model") or {})
+
+    @property
     def task_names(self) -> list[str]:
         return [task.name for task in self.tasks]
 

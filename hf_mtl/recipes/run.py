@@ -61,9 +61,8 @@ def build_model(recipe: Recipe, specs: list) -> tuple[MultiTaskModel, Any]:
     except OSError as error:
         raise recipe.error("model.backbone", f"could not load backbone {args.backbone!r}: {error}") from None
     except ValueError as error:  # options that only the real backbone can check (e.g. a depth beyond its layers)
-        default = "sharing" not in recipe.raw.get("model", {}) and recipe.config_kwargs.get("sharing") == "lora"
         hint = (" (the recipe default: per-task LoRA on the backbone's top layers; set model.sharing: hard for one "
-                "plain shared encoder)") if default else ""
+                "plain shared encoder)") if recipe.default_sharing else ""
         raise recipe.error("model", f"{error}{hint}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name, revision=args.revision if not args.tokenizer else None)

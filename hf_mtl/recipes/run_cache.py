@@ -94,10 +94,9 @@ def run_fingerprint(recipe, changes: dict[str, Any], *, include_code: bool = Tru
         if key in RECIPE_TRAINING_DEFAULTS and key not in written and value != _FIRST_RECORDED_DEFAULTS.get(key):
             written[key] = value  # a recipe default of today that changes the run: hashed as if written
     resolved["training"] = {k: v for k, v in written.items() if k not in _NOT_RESULTS}
-    model = dict(resolved.get("model") or {})
-    if "sharing" not in model:  # the recipe's default scheme applied (none before 2026-12-07): hashed as if written
-        model.update({key: recipe.config_kwargs[key] for key in RECIPE_MODEL_DEFAULTS if key in recipe.config_kwargs})
-    resolved["model"] = model
+    if recipe.default_sharing:  # the recipe's default scheme (none before 2026-12-07): hashed as if written
+        resolved["model"] = {**(resolved.get("model") or {}),
+                             **{key: recipe.config_kwargs[key] for key in RECIPE_MODEL_DEFAULTS if key in recipe.config_kwargs}}
     # `labels_from` is not hashed: whenever reading labels off the training split succeeds, every split's labels are
     # in it, so both rules give the same label list (and the runs recorded before the key existed read all splits).
     resolved["tasks"] = [{k: v for k, v in task.items() if k != "labels_from"} if isinstance(task, dict) else task
