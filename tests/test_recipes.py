@@ -129,6 +129,9 @@ def test_recipes_default_to_per_task_lora_on_the_top_layers_of_a_trained_encoder
     with pytest.raises(RecipeError) as excinfo:
         load_recipe(path, ["model.sharing_kwargs.top_layers=0"])
     one_line_error(excinfo, "top_layers")
+    with pytest.raises(RecipeError) as excinfo:
+        load_recipe(path, ["model.sharing_kwargs=5"])
+    one_line_error(excinfo, "sharing_kwargs", "got 5")
     recipe = load_recipe(path, ["training.max_steps=2", "training.refine_steps=0", "training.disable_tqdm=true"])
     model = train_recipe(recipe, log=lambda message: None).trainer.model
     assert model.config.sharing == "lora" and any(".lora_A.sst2" in name for name, _ in model.named_parameters())
