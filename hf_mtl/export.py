@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .modeling_multitask import MultiTaskModel
+from .utils.input_checks import max_positions
 
 
 class TaskForward(nn.Module):
@@ -48,7 +49,7 @@ def _example(model: MultiTaskModel, example_inputs: dict[str, torch.Tensor] | No
 
 def _dynamic_shapes(model: MultiTaskModel, inputs: dict[str, torch.Tensor]) -> dict[str, dict[int, torch.export.Dim]]:
     """Batch size and sequence length free, up to the encoder's position embeddings."""
-    positions = getattr(model.config.encoder, "max_position_embeddings", None) or 4096
+    positions = max_positions(model.config.encoder) or 4096
     batch, length = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=2, max=positions)
     return {key: {0: batch, 1: length} for key in inputs}
 

@@ -20,6 +20,11 @@ logger = logging.get_logger(__name__)
 
 def build_encoder(encoder_config: PreTrainedConfig) -> PreTrainedModel:
     """The shared backbone, without its pooler where the architecture has one: heads pool for themselves."""
+    if getattr(encoder_config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"Backbone type {encoder_config.model_type!r} is an encoder-decoder model; hf_mtl shares an encoder-only "
+            "backbone (BERT, RoBERTa, DeBERTa, ELECTRA, DistilBERT, ...): choose one of those."
+        )
     model_class = AutoModel._model_mapping[type(encoder_config)]
     kwargs = {}
     if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:

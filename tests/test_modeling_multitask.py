@@ -280,6 +280,21 @@ def test_from_backbone_reports_missing_encoder_weights(tmp_path, caplog):
         MultiTaskModel.from_backbone(str(tmp_path), tasks, strict=True)
 
 
+def test_backbones_beyond_bert_share_an_encoder_and_encoder_decoders_are_refused():
+    from transformers import T5Config, XLNetConfig
+
+    tasks = [{"name": "sst2", "type": "sequence_classification", "labels": ["negative", "positive"]},
+             {"name": "ner", "type": "token_classification", "labels": ["O", "B-PER", "I-PER"]}]
+    # XLNet's relative positions report max_position_embeddings=-1: no limit, not a limit of -1 tokens.
+    xlnet = XLNetConfig(d_model=32, n_layer=2, n_head=2, d_inner=37, vocab_size=99)
+    model = MultiTaskModel(MultiTaskConfig(encoder=xlnet, tasks=tasks))
+    ids = torch.randint(3, 99, (2, 7))
+    assert model(input_ids=ids, attention_mask=torch.ones_like(ids), task="sst2").logits.shape == (2, 2)
+    t5 = T5Config(d_model=32, num_layers=2, num_heads=2, d_ff=37, d_kv=16, vocab_size=99)
+    with pytest.raises(ValueError, match="'t5' is an encoder-decoder model.*encoder-only"):
+        MultiTaskModel(MultiTaskConfig(encoder=t5, tasks=tasks))
+
+
 # ---------------------------------------------------------------- real MiniLM weights
 
 

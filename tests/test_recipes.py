@@ -140,16 +140,25 @@ def test_recipes_default_to_per_task_lora_on_the_top_layers_of_a_trained_encoder
     assert top == {str(i) for i in range(layers - 2, layers)}
 
 
-def test_a_backbone_the_default_lora_cannot_place_gets_an_error_naming_hard_sharing(tmp_path):
+def test_a_backbone_the_default_lora_cannot_place_trains_hard_sharing_with_a_warning(tmp_path, caplog):
+    import logging
+
     from transformers import GPT2Config, GPT2Model
 
     from hf_mtl.recipes.run import build_model
 
     GPT2Model(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=100)).save_pretrained(tmp_path / "gpt2")
     recipe = load_recipe(sst_recipe(tmp_path), [f"model.backbone={tmp_path / 'gpt2'}"])
+    specs = [task.placeholder_spec() for task in recipe.tasks]
+    with caplog.at_level(logging.WARNING, logger="hf_mtl"):
+        model, _ = build_model(recipe, specs)
+    assert model.config.sharing == "hard", "a recipe that never asked for LoRA is not refused over it"
+    assert "does not fit backbone" in caplog.text and "hard sharing instead" in caplog.text
+    chosen = load_recipe(sst_recipe(tmp_path), [f"model.backbone={tmp_path / 'gpt2'}", "model.sharing=lora",
+                                                 "model.sharing_kwargs.top_layers=2"])
     with pytest.raises(RecipeError) as excinfo:
-        build_model(recipe, [task.placeholder_spec() for task in recipe.tasks])
-    one_line_error(excinfo, "transformer blocks", "set model.sharing: hard")
+        build_model(chosen, specs)
+    one_line_error(excinfo, "transformer blocks")
 
 
 def test_the_recipe_model_default_is_fingerprinted_as_if_written_and_baselines_keep_theirs(tmp_path):

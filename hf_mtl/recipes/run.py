@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, BertConfig, set_seed
+from transformers.utils import logging
 
 from ..configuration_multitask import MultiTaskConfig
 from ..evaluation import main_metric
 from ..evaluation.metrics import METRICS_BY_TYPE
 from ..modeling_multitask import MultiTaskModel
+from ..sharing.base import BackboneLayoutError
 from ..training.trainer import MultiTaskTrainer
 from .data import TaskData, load_recipe_data
-from .loader import Recipe
+from .loader import RECIPE_MODEL_DEFAULTS, Recipe
 
+
+logger = logging.get_logger(__name__)
 
 TINY = "tiny"
 METRICS_FILE = "metrics.json"
@@ -53,11 +57,24 @@ def build_model(recipe: Recipe, specs: list) -> tuple[MultiTaskModel, Any]:
     args = recipe.model_args
     backbone = resolve_backbone(args.backbone)
     tokenizer_name = args.tokenizer or (minilm_path() if backbone == TINY else backbone)
-    try:
+
+    def load(config_kwargs: dict[str, Any]) -> MultiTaskModel:
         if backbone == TINY:
-            model = MultiTaskModel(MultiTaskConfig(encoder=tiny_encoder_config(), tasks=specs, **recipe.config_kwargs))
-        else:
-            model = MultiTaskModel.from_backbone(backbone, specs, config_kwargs=recipe.config_kwargs, revision=args.revision)
+            return MultiTaskModel(MultiTaskConfig(encoder=tiny_encoder_config(), tasks=specs, **config_kwargs))
+        return MultiTaskModel.from_backbone(backbone, specs, config_kwargs=config_kwargs, revision=args.revision)
+
+    try:
+        try:
+            model = load(recipe.config_kwargs)
+        except BackboneLayoutError as error:
+            if not recipe.default_sharing:
+                raise
+            # The user chose no scheme, and the default one cannot be placed on this backbone: train the plain shared
+            # encoder it would otherwise refine, rather than refuse a recipe that never asked for LoRA.
+            logger.warning(f"The recipe default sharing (per-task LoRA on the top layers) does not fit backbone "
+                           f"{args.backbone!r} ({error}); training with hard sharing instead. Set model.sharing to "
+                           "choose a scheme.")
+            model = load({key: value for key, value in recipe.config_kwargs.items() if key not in RECIPE_MODEL_DEFAULTS})
     except OSError as error:
         raise recipe.error("model.backbone", f"could not load backbone {args.backbone!r}: {error}") from None
     except ValueError as error:  # options that only the real backbone can check (e.g. a depth beyond its layers)

@@ -312,14 +312,20 @@ def run_encoder_by_rows(
     return BaseModelOutput(**merged)
 
 
+class BackboneLayoutError(ValueError):
+    """The backbone is not built as a scheme needs (e.g. no per-layer stack of transformer blocks: ALBERT shares one
+    block across its depth, GPT-2 names its blocks `h`). A recipe whose default scheme hits this falls back to hard
+    sharing; a scheme the user chose fails with it."""
+
+
 def find_layer_list(encoder: nn.Module) -> tuple[str, nn.ModuleList]:
     """The backbone's stack of transformer blocks: the `nn.ModuleList` of `num_hidden_layers` modules
-    (`encoder.layer` in BERT/RoBERTa/ELECTRA, `transformer.layer` in DistilBERT)."""
+    (`encoder.layer` in BERT/RoBERTa/ELECTRA, `transformer.layer` in DistilBERT). `BackboneLayoutError` if none."""
     num_layers = getattr(encoder.config, "num_hidden_layers", None)
     for name, module in encoder.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == num_layers and re.search(r"layers?$", name):
             return name, module
-    raise ValueError(
+    raise BackboneLayoutError(
         f"Could not find the transformer blocks of {type(encoder).__name__} (an nn.ModuleList of num_hidden_layers="
         f"{num_layers} modules named '...layer' or '...layers'): this scheme needs a backbone built that way, e.g. BERT."
     )

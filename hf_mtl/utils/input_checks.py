@@ -41,7 +41,7 @@ def check_model_inputs(model, input_ids, attention_mask, inputs_embeds, labels) 
             )
     if reference is not None:
         seq_len = reference.shape[-1] if input_ids is not None else reference.shape[-2]
-        positions = getattr(model.config.encoder, "max_position_embeddings", None)
+        positions = max_positions(model.config.encoder)
         if positions is not None and seq_len > positions:
             raise InputError(
                 f"Sequences of {seq_len} tokens exceed the encoder's {positions} position embeddings: truncate them "
@@ -60,6 +60,12 @@ def check_model_inputs(model, input_ids, attention_mask, inputs_embeds, labels) 
         )
 
 
+def max_positions(encoder_config) -> int | None:
+    """The longest sequence the encoder embeds, or None without a limit (XLNet's relative positions report -1)."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
 def check_tokenizer_fits_model(tokenizer, model, max_length: int) -> int:
     """Fail before any work when the tokenizer can produce ids the model cannot embed; returns the sequence length
     to tokenise to: `max_length`, lowered (with a warning, as Transformers' example scripts do) to the encoder's
@@ -73,7 +79,7 @@ def check_tokenizer_fits_model(tokenizer, model, max_length: int) -> int:
             "(`AutoTokenizer.from_pretrained(<same path>)`), or after adding tokens call "
             "`model.resize_token_embeddings(len(tokenizer))`."
         )
-    positions = getattr(model.config.encoder, "max_position_embeddings", None)
+    positions = max_positions(model.config.encoder)
     if positions is not None and max_length > positions:
         logger.warning(
             f"max_seq_length={max_length} exceeds the encoder's {positions} position embeddings; "
