@@ -6,6 +6,8 @@ rows as whitespace-split words, so the predicted tags map back to words; pair ta
 together and run through the encoder once per batch; multiple-choice rows, whose inputs have another shape, run in
 batches of their own. When a row's encoding does not depend on its task (hard sharing, no task embedding), rows whose
 tokens are the same (one text asked for several tasks) are encoded once and every task's head reads that encoding.
+When only the top blocks depend on it (per-task LoRA on the top layers, the recipes' default), such a text runs the
+blocks below once and the top ones once per task, in one call (`hf_mtl.sharing.fan_out`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ class MultiTaskPredictor:
     def _run_mixed(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.shares_encodings:
             return self._run_shared(items)
+        if self._fan_out_pays(items):
+            results = self._run_shared(items, per_task=True)
+            if results is not None:
+                return results
         batch = self.tokenizer.pad([dict(item["encoding"]) for item in items], padding=True, return_tensors="pt")
         task_ids = torch.tensor([self.model.config.task_index(item["task"]) for item in items])
         device = next(self.model.parameters()).device
@@ -114,9 +120,21 @@ class MultiTaskPredictor:
                 results[row] = self._decode(items[row], logits[position].float().cpu())
         return results
 
+    def _fan_out_pays(self, items: list[dict[str, Any]]) -> bool:
+        """Whether encoding each distinct text once for every task of the batch (`SharingScheme.encode_tasks`: the
+        task-independent blocks once) costs less than one pass per row: when texts are asked for several tasks."""
+        if self.model.task_embedding is not None:
+            return False
+        tasks = list(dict.fromkeys(item["task"] for item in items))
+        cost = self.model.sharing.fan_out_cost(self.model, tasks)
+        distinct = len({_tokens_key(item["encoding"]) for item in items})
+        return cost is not None and distinct * cost < len(items)
+
     @torch.no_grad()
-    def _run_shared(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each distinct token sequence encoded once; each task's head on the encodings of its rows."""
+    def _run_shared(self, items: list[dict[str, Any]], per_task: bool = False) -> list[dict[str, Any]] | None:
+        """Each distinct token sequence encoded once; each task's head on the encodings of its rows. `per_task`: the
+        encoder's states depend on the task, so each distinct sequence is encoded for every task of the batch in one
+        call (None if the scheme cannot)."""
         unique: dict[tuple, int] = {}  # token sequence -> its row in the encoder batch
         positions, encodings = [], []
         for item in items:
@@ -128,13 +146,20 @@ class MultiTaskPredictor:
         batch = self.tokenizer.pad(encodings, padding=True, return_tensors="pt")
         device = next(self.model.parameters()).device
         inputs = {key: value.to(device) for key, value in batch.items()}
-        hidden = self.model.encode(torch.zeros(len(encodings), dtype=torch.long, device=device), inputs).hidden_states
+        tasks = list(dict.fromkeys(item["task"] for item in items))
+        if per_task:
+            hidden_by_task = self.model.sharing.encode_tasks(self.model, inputs, tasks)
+            if hidden_by_task is None:
+                return None
+        else:
+            hidden = self.model.encode(torch.zeros(len(encodings), dtype=torch.long, device=device), inputs).hidden_states
+            hidden_by_task = dict.fromkeys(tasks, hidden)
         mask = inputs.get("attention_mask")
         results: list[dict[str, Any]] = [{} for _ in items]
-        for task in dict.fromkeys(item["task"] for item in items):
+        for task in tasks:
             rows = [row for row, item in enumerate(items) if item["task"] == task]
             gather = torch.tensor([positions[row] for row in rows], device=device)
-            logits = self.model.heads[task](hidden[gather], mask[gather] if mask is not None else None, len(rows))
+            logits = self.model.heads[task](hidden_by_task[task][gather], mask[gather] if mask is not None else None, len(rows))
             for offset, row in enumerate(rows):
                 results[row] = self._decode(items[row], logits[offset].float().cpu())
         return results

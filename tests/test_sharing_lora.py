@@ -275,3 +275,82 @@ def test_exported_adapter_loads_in_peft_with_equal_outputs(tmp_path):
     auto = AutoPeftModel.from_pretrained(str(tmp_path / "ner-again")).eval()
     with torch.no_grad():
         torch.testing.assert_close(auto(input_ids=input_ids, attention_mask=mask).last_hidden_state, expected.hidden_states)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_predictor_runs_the_blocks_below_the_adapters_once_for_all_tasks_of_a_text(tokenizer, attention, monkeypatch):
+    """LoRA on the top block only: a text asked for three tasks runs the two blocks below once and the top block once
+    per task, in one encoder call, with the answers of one routed row per text and task."""
+    from hf_mtl.inference import MultiTaskPredictor
+    from hf_mtl.sharing.lora import LoraSharing
+
+    encoder = tiny_bert_config(vocab_size=len(tokenizer), num_hidden_layers=3, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0, attn_implementation=attention)
+    tasks = [task for task in MIXABLE if task["name"] in ("sst2", "ner", "sts")]
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=tasks, sharing="lora",
+                                           sharing_kwargs={"r": 4, "freeze_backbone": False, "top_layers": 1}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # adapters that differ, so a row through the wrong one shows
+    rows_out = {}
+    for index, block in enumerate(model.encoder.encoder.layer):
+        block.register_forward_hook(lambda module, args, output, index=index: rows_out.setdefault(index, []).append(
+            output.shape[0]))
+    texts = ["Bob liked the film", "Ann flew to Oslo on a rainy Monday", "Bob liked the film"]
+    rows = [{"task": task["name"], "text": text} for text in texts for task in tasks]
+    predictor = MultiTaskPredictor(model, tokenizer, batch_size=32)
+    fanned = predictor.predict(rows)
+    assert rows_out == {0: [2], 1: [2], 2: [6]}, "two distinct texts below the adapters, once per task above"
+    rows_out.clear()
+    monkeypatch.setattr(LoraSharing, "fan_out_cost", lambda self, model, tasks: None)
+    routed = predictor.predict(rows)
+    assert rows_out == {0: [9], 1: [9], 2: [9]}
+    for first, second in zip(fanned, routed):
+        assert first["task"] == second["task"]
+        for key in ("scores", "value"):
+            if key in first:
+                assert first[key] == pytest.approx(second[key], abs=1e-4)
+        if "tokens" in first:
+            assert [t["tag"] for t in first["tokens"]] == [t["tag"] for t in second["tokens"]]
+
+
+def test_deberta_relative_positions_run_each_task_in_a_call_of_its_own(tokenizer):
+    """DeBERTa projects its relative-position table through the blocks' own linear layers, once for every row: with
+    adapters on them no adapter can be chosen per row. A mixed batch then runs one call per task (the same logits as
+    each task alone), and the predictor does the same instead of fanning a text out over its tasks."""
+    from transformers import DebertaV2Config
+
+    from hf_mtl.inference import MultiTaskPredictor
+
+    encoder = DebertaV2Config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                              intermediate_size=37, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                              relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16)
+    tasks = [task for task in MIXABLE if task["name"] in ("sst2", "sts")]
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=tasks, sharing="lora",
+                                           sharing_kwargs={"r": 4, "freeze_backbone": False, "top_layers": 1,
+                                                           "lora_dropout": 0.0}))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    input_ids = torch.randint(1000, 2000, (4, 7))
+    mask, task_ids = torch.ones_like(input_ids), torch.tensor([0, 1, 1, 0])
+    mixed = model.train()(input_ids=input_ids, attention_mask=mask, task_ids=task_ids)
+    assert model.sharing._calls_per_task
+    for index, name in enumerate(model.config.task_names):
+        rows = task_ids == index
+        alone = model(input_ids=input_ids[rows], attention_mask=mask[rows], task=name).logits
+        torch.testing.assert_close(mixed.task_logits[name], alone, rtol=1e-5, atol=1e-5)
+    model.sharing._calls_per_task = False  # as a freshly loaded model: the predictor finds out by itself
+    rows = [{"task": task["name"], "text": text} for text in ("Bob liked the film", "Ann flew") for task in tasks]
+    predictor = MultiTaskPredictor(model, tokenizer)
+    items = [predictor._encode(i, row) for i, row in enumerate(rows)]
+    assert predictor._fan_out_pays(items), "two texts for two tasks: worth fanning out, if the blocks allowed it"
+    results = predictor.predict(rows)
+    assert model.sharing._fan_out_unsupported and predictor._run_shared(items, per_task=True) is None
+    alone = [MultiTaskPredictor(model, tokenizer).predict([row])[0] for row in rows]
+    for first, second in zip(results, alone):
+        for key in ("scores", "value"):
+            if key in first:
+                assert first[key] == pytest.approx(second[key], abs=1e-4)

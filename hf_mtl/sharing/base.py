@@ -267,6 +267,16 @@ class SharingScheme(nn.Module):
         hidden = encoder_outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=encoder_outputs)
 
+    def fan_out_cost(self, model: SharedModel, tasks: list[str]) -> float | None:
+        """Encoder cost per row of `encode_tasks` for `tasks`, relative to one encoder pass (see `sharing.fan_out`);
+        None where the scheme cannot encode a row for several tasks in one call."""
+        return None
+
+    def encode_tasks(self, model: SharedModel, encoder_inputs: dict[str, Any], tasks: list[str]) -> dict[str, torch.Tensor] | None:
+        """Every task's token states of the same rows, `{task: [rows, seq_len, hidden]}`, in one encoder call; None
+        where that does not work out (then encode per task). Only for schemes whose `fan_out_cost` is not None."""
+        return None
+
 
 # ---------------------------------------------------------------------- helpers
 
@@ -276,6 +286,14 @@ def slice_rows(value: Any, rows: torch.LongTensor, batch_size: int) -> Any:
     if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == batch_size:
         return value.index_select(0, rows.to(value.device))
     return value
+
+
+def rows_by_key(row_keys: list[str], device) -> list[tuple[str, torch.LongTensor]]:
+    """The rows of each key (a task, a group), keys in order of first appearance."""
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(row_keys):
+        order.setdefault(key, []).append(row)
+    return [(key, torch.tensor(rows, dtype=torch.long, device=device)) for key, rows in order.items()]
 
 
 def merge_rows(pieces: list[tuple[torch.LongTensor, torch.Tensor]], batch_size: int) -> torch.Tensor:

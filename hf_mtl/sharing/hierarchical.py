@@ -33,6 +33,7 @@ from .base import (
     SharingScheme,
     find_layer_list,
     merge_rows,
+    rows_by_key,
     run_encoder_by_rows,
     slice_rows,
 )
@@ -202,7 +203,7 @@ class HierarchicalSharing(SharingScheme):
         routed = self._routed(model)
         wants_layers = encoder_inputs.get("output_hidden_states") or encoder_inputs.get("output_attentions")
         if wants_layers and len(set(row_groups)) > 1:
-            groups = _rows_by_group(row_groups, task_ids.device)
+            groups = rows_by_key(row_groups, task_ids.device)
             shared_pieces = []
 
             def run(group, inputs):
@@ -219,7 +220,7 @@ class HierarchicalSharing(SharingScheme):
 
             @contextlib.contextmanager
             def route(keys, unpack):
-                with _routing(routed, _rows_by_group(keys, task_ids.device), len(keys)):
+                with _routing(routed, rows_by_key(keys, task_ids.device), len(keys)):
                     yield
                     captured["shared"] = unpack(routed[0].recorded_input)
 
@@ -264,13 +265,6 @@ def normalise_groups(groups: Any, task_names: list[str]) -> dict[str, list[str]]
                 raise ValueError(f"Task {task!r} is in no group, but a group is named {task!r}: rename that group.")
             result[task] = [task]
     return result
-
-
-def _rows_by_group(row_groups: list[str], device) -> list[tuple[str, torch.LongTensor]]:
-    order: dict[str, list[int]] = {}
-    for row, group in enumerate(row_groups):
-        order.setdefault(group, []).append(row)
-    return [(group, torch.tensor(rows, dtype=torch.long, device=device)) for group, rows in order.items()]
 
 
 @contextlib.contextmanager

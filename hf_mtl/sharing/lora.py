@@ -35,7 +35,17 @@ import torch
 from torch import nn
 
 from ..errors import TaskError
-from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list
+from .base import (
+    SHARING,
+    BackboneLayoutError,
+    EncodedBatch,
+    SharedModel,
+    SharingScheme,
+    find_layer_list,
+    rows_by_key,
+    run_encoder_by_rows,
+)
+from .fan_out import FanOutUnsupported, fanned_out, relative_block_passes
 from .padding_free import run_encoder_padding_free
 
 
@@ -273,12 +283,67 @@ class LoraSharing(SharingScheme):
         def route_positions(position_keys, unpack):
             return _mixed_adapters(layers, present, position_keys)
 
-        outputs = run_encoder_padding_free(
-            encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets, row_tasks,
-            route_positions if by_position else route, by_position=by_position,
-        )
+        outputs = None
+        if len(present) > 1 and not getattr(self, "_calls_per_task", False):
+            try:
+                outputs = run_encoder_padding_free(
+                    encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets,
+                    row_tasks, route_positions if by_position else route, by_position=by_position,
+                )
+            except UnroutableInput:
+                self._calls_per_task = True  # this backbone feeds its adapted layers inputs that are not rows
+
+        def run_task(task, inputs):
+            self.activate(encoder, task)
+            return run_encoder_padding_free(encoder, inputs, model.config.encoder_packing,
+                                            model.config.encoder_length_buckets)
+
+        if outputs is None and len(present) == 1:
+            outputs = run_task(present[0], encoder_inputs)
+        elif outputs is None:  # one call per task, each with its adapter active
+            outputs = run_encoder_by_rows(run_task, rows_by_key(row_tasks, task_ids.device), encoder_inputs)
         hidden = outputs.last_hidden_state
         return EncodedBatch(hidden_states=hidden, shared_hidden_states=hidden, encoder_outputs=outputs)
+
+    def _fan_out_plan(self, model: SharedModel, tasks: list[str]) -> tuple[nn.ModuleList, int, list[nn.Module]] | None:
+        """The blocks, the first adapted one and the LoRA layers, where every adapter of `tasks` sits in a block and
+        they stack (so each position can take its own); else None."""
+        if len(tasks) < 2 or getattr(self, "_fan_out_unsupported", False) or getattr(self, "_calls_per_task", False):
+            return None
+        try:
+            _, blocks = find_layer_list(model.encoder)
+        except BackboneLayoutError:
+            return None
+        layers = _lora_layers(model.encoder)
+        block_of = {id(module): index for index, block in enumerate(blocks) for module in block.modules()}
+        if not layers or any(id(layer) not in block_of for layer in layers):
+            return None  # an adapter outside the blocks (e.g. on the embeddings) changes every block's input
+        if not all(_stackable(layer, tasks) for layer in layers):
+            return None
+        return blocks, min(block_of[id(layer)] for layer in layers), layers
+
+    def fan_out_cost(self, model: SharedModel, tasks: list[str]) -> float | None:
+        plan = self._fan_out_plan(model, tasks)
+        return None if plan is None else relative_block_passes(plan[1], len(plan[0]), len(tasks))
+
+    def encode_tasks(self, model: SharedModel, encoder_inputs: dict[str, Any], tasks: list[str]) -> dict[str, torch.Tensor] | None:
+        """The blocks below the first adapted one run once; from there the rows are repeated once per task, each copy
+        through its own task's adapters (`fanned_out` and position routing)."""
+        plan = self._fan_out_plan(model, tasks)
+        if plan is None:
+            return None
+        blocks, start, layers = plan
+        reference = encoder_inputs.get("input_ids")
+        reference = encoder_inputs["attention_mask"] if reference is None else reference
+        batch, width = reference.shape[:2]
+        copies = torch.arange(len(tasks), device=reference.device).repeat_interleave(batch)
+        try:
+            with fanned_out(blocks, start, len(tasks), batch), _mixed_adapters(layers, tasks, copies[:, None].expand(-1, width)):
+                hidden = model.encoder(**encoder_inputs).last_hidden_state
+        except (FanOutUnsupported, UnroutableInput):
+            self._fan_out_unsupported = True  # this backbone's blocks take inputs the fan-out cannot repeat or route
+            return None
+        return dict(zip(tasks, hidden.split(batch)))
 
     @staticmethod
     def activate(encoder: nn.Module, task: str) -> None:
@@ -373,10 +438,13 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
         if key not in plans:
             if position_adapters is not None:
                 if tuple(position_adapters.shape) != key:
-                    raise ValueError(f"LoRA got adapters for positions {tuple(position_adapters.shape)} and an input "
-                                     f"of {key}: a position-routed call must keep the rows' layout.")
+                    raise UnroutableInput(f"LoRA got adapters for positions {tuple(position_adapters.shape)} and an "
+                                          f"input of {key}: a position-routed call must keep the rows' layout.")
                 index = position_adapters
             else:
+                if not key or key[0] != len(adapter_names):
+                    raise UnroutableInput(f"LoRA got one adapter for each of {len(adapter_names)} rows and an input "
+                                          f"of {key}.")
                 index = row_adapters.to(device).view(-1, *([1] * (len(key) - 1))).expand(key)
             plans[key] = _AdapterGroups(index, len(names))
         return plans[key]
@@ -398,6 +466,12 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
             handle.remove()
         for layer, disabled in base_only:
             layer._disable_adapters = disabled
+
+
+class UnroutableInput(ValueError):
+    """An adapted layer got an input not laid out by the call's rows, so no adapter can be chosen per row: e.g.
+    DeBERTa's relative-position table, which its blocks project through their own (adapted) linear layers once for
+    every row. `LoraSharing.encode` then runs each task's rows in a call of their own."""
 
 
 class _AdapterGroups:
@@ -435,6 +509,10 @@ class _AdapterGroups:
 
 def _passing_adapter_names(adapter_names: list[str]):
     def hook(module, args, kwargs):
+        x = args[0] if args else kwargs.get("x")
+        if torch.is_tensor(x) and (x.dim() == 0 or x.shape[0] != len(adapter_names)):
+            raise UnroutableInput(f"LoRA got one adapter for each of {len(adapter_names)} rows and an input of "
+                                  f"{tuple(x.shape)}.")
         kwargs["adapter_names"] = adapter_names
         return args, kwargs
 
