@@ -354,3 +354,46 @@ def test_deberta_relative_positions_run_each_task_in_a_call_of_its_own(tokenizer
         for key in ("scores", "value"):
             if key in first:
                 assert first[key] == pytest.approx(second[key], abs=1e-4)
+
+
+ENCODER_FAMILIES = {  # tiny random configs: (model type, extra config values)
+    "bert": {}, "roberta": {}, "xlm-roberta": {}, "camembert": {}, "electra": {"embedding_size": 16},
+    "distilbert": {"dim": 32, "n_layers": 3, "n_heads": 2, "hidden_dim": 37},
+    "deberta-v2": {"relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_buckets": 16},
+    "mpnet": {}, "modernbert": {"global_attn_every_n_layers": 1}, "xlnet": {"d_model": 32, "n_layer": 3, "n_head": 2,
+                                                                            "d_inner": 37},
+}
+
+
+@pytest.mark.parametrize("family", sorted(ENCODER_FAMILIES))
+def test_the_recipe_default_trains_a_mixed_batch_on_every_encoder_family(family):
+    """The recipes' default scheme (per-task LoRA on the top two blocks of a trained encoder) on each encoder family:
+    a mixed training batch of a sentence and a token task gives each task the logits of its rows run alone."""
+    from transformers import AutoConfig
+
+    from hf_mtl.recipes.loader import RECIPE_MODEL_DEFAULTS
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 37}
+    extra = ENCODER_FAMILIES[family]
+    values = {**({} if family in ("distilbert", "xlnet") else sizes), **extra, "vocab_size": 50368}
+    encoder = AutoConfig.for_model(family, **values)
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                 "embedding_dropout", "mlp_dropout"):
+        if hasattr(encoder, name):
+            setattr(encoder, name, 0.0)
+    tasks = [task for task in MIXABLE if task["name"] in ("sst2", "ner")]
+    options = {**RECIPE_MODEL_DEFAULTS["sharing_kwargs"], "lora_dropout": 0.0}
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=tasks, sharing="lora", sharing_kwargs=options,
+                                           classifier_dropout=0.0))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    input_ids = torch.randint(1000, 2000, (4, 7))
+    mask, task_ids = torch.ones_like(input_ids), torch.tensor([0, 1, 1, 0])
+    model.train()  # packed rows, as in training; every dropout is 0
+    mixed = model(input_ids=input_ids, attention_mask=mask, task_ids=task_ids)
+    for index, name in enumerate(model.config.task_names):
+        rows = task_ids == index
+        alone = model(input_ids=input_ids[rows], attention_mask=mask[rows], task=name).logits
+        torch.testing.assert_close(mixed.task_logits[name], alone, rtol=1e-4, atol=1e-4)
