@@ -20,6 +20,12 @@ class FanOutUnsupported(RuntimeError):
     """A block takes a batch-shaped input `fanned_out` does not know how to repeat: encode per task instead."""
 
 
+#: Backbones whose blocks take `(hidden_states [rows, width, hidden], attention_mask, ...)`, batch first. Others are
+#: encoded per task: XLNet, for one, runs its blocks sequence first, where a batch as long as its rows would pass
+#: every shape check and be repeated along the wrong dimension.
+FAN_OUT_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "deberta",
+                                 "deberta-v2"})
+
 #: Block inputs known to be batch-shaped: the hidden states (first argument) and the attention mask (second argument
 #: in BERT, RoBERTa, DistilBERT and their relatives, or by name). Any other tensor input stops the fan-out, since a
 #: tensor whose first size merely equals the batch (e.g. a `[query, key]` relative-position table) must not be copied.

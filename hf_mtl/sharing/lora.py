@@ -45,7 +45,7 @@ from .base import (
     rows_by_key,
     run_encoder_by_rows,
 )
-from .fan_out import FanOutUnsupported, fanned_out, relative_block_passes
+from .fan_out import FAN_OUT_MODEL_TYPES, FanOutUnsupported, fanned_out, relative_block_passes
 from .padding_free import run_encoder_padding_free
 
 
@@ -309,6 +309,8 @@ class LoraSharing(SharingScheme):
         """The blocks, the first adapted one and the LoRA layers, where every adapter of `tasks` sits in a block and
         they stack (so each position can take its own); else None."""
         if len(tasks) < 2 or getattr(self, "_fan_out_unsupported", False) or getattr(self, "_calls_per_task", False):
+            return None
+        if getattr(model.encoder.config, "model_type", None) not in FAN_OUT_MODEL_TYPES:
             return None
         try:
             _, blocks = find_layer_list(model.encoder)
