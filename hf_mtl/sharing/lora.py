@@ -49,6 +49,9 @@ from .fan_out import FAN_OUT_MODEL_TYPES, FanOutUnsupported, fanned_out, relativ
 from .padding_free import run_encoder_padding_free
 
 
+#: Backbones whose blocks hold states sequence first (`[width, rows, hidden]`): routing by row or position would read
+#: the wrong dimension whenever a batch is as long as its rows, so their mixed batches run one call per task.
+SEQUENCE_FIRST_MODEL_TYPES = frozenset({"xlnet"})
 #: Route each position where the adapters stack (see `_mixed_adapters`); `benchmarks/sharing_step.py` turns it off
 #: to time the per-line form it replaced.
 _ROUTE_POSITIONS = True
@@ -284,7 +287,8 @@ class LoraSharing(SharingScheme):
             return _mixed_adapters(layers, present, position_keys)
 
         outputs = None
-        if len(present) > 1 and not getattr(self, "_calls_per_task", False):
+        routable = not getattr(self, "_calls_per_task", False) and encoder.config.model_type not in SEQUENCE_FIRST_MODEL_TYPES
+        if len(present) > 1 and routable:
             try:
                 outputs = run_encoder_padding_free(
                     encoder, encoder_inputs, model.config.encoder_packing, model.config.encoder_length_buckets,
