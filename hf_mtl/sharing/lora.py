@@ -52,7 +52,7 @@ from .padding_free import run_encoder_padding_free
 #: Backbones whose blocks hold states sequence first (`[width, rows, hidden]`): routing by row or position would read
 #: the wrong dimension whenever a batch is as long as its rows, so their mixed batches run one call per task.
 SEQUENCE_FIRST_MODEL_TYPES = frozenset({"xlnet"})
-#: Route each position where the adapters stack (see `_mixed_adapters`); `benchmarks/sharing_step.py` turns it off
+#: Route each position where the adapters stack (see `_mixed_adapters`); `benchmarks.sharing_step` turns it off
 #: to time the per-line form it replaced.
 _ROUTE_POSITIONS = True
 _ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
@@ -432,7 +432,7 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
     mixed-batch forward runs (as `LoraModel`'s `adapter_names=` does, per row only): it loops over the adapters and
     scatters each one's rows into the output, which in training costs a full-size copy of the output per adapter and
     layer in the backward pass. A step on real dev-suite batches (MiniLM, top two layers, five tasks,
-    `benchmarks/sharing_step.py`): 1.21x hard sharing's per position, 1.43x per packed line, 1.70x through peft.
+    `python -m benchmarks.sharing_step`): 1.21x hard sharing's per position, 1.43x per packed line, 1.70x through peft.
     """
     names = list(dict.fromkeys(adapter_names))
     if position_adapters is None:
