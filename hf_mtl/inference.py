@@ -20,6 +20,7 @@ import torch
 from .errors import TaskError
 from .heads import HEADS
 from .modeling_multitask import MultiTaskModel
+from .tasks import input_group_leaders
 
 
 class MultiTaskPredictor:
@@ -49,6 +50,7 @@ class MultiTaskPredictor:
         self.batch_size = batch_size
         self.max_length = max_length
         self.specs = {spec.name: spec for spec in model.config.task_specs}
+        self.leaders = input_group_leaders(model.config.task_specs)  # the encoder path of each task
 
     def predict(self, rows: Iterable[Mapping[str, Any]], progress: bool = False) -> list[dict[str, Any]]:
         """One result per row, in order. `progress=True` shows a progress bar (on a terminal)."""
@@ -125,7 +127,7 @@ class MultiTaskPredictor:
         task-independent blocks once) costs less than one pass per row: when texts are asked for several tasks."""
         if self.model.task_embedding is not None:
             return False
-        tasks = list(dict.fromkeys(item["task"] for item in items))
+        tasks = list(dict.fromkeys(self.leaders[item["task"]] for item in items))
         cost = self.model.sharing.fan_out_cost(self.model, tasks)
         distinct = len({_tokens_key(item["encoding"]) for item in items})
         return cost is not None and distinct * cost < len(items)
@@ -147,10 +149,11 @@ class MultiTaskPredictor:
         device = next(self.model.parameters()).device
         inputs = {key: value.to(device) for key, value in batch.items()}
         tasks = list(dict.fromkeys(item["task"] for item in items))
-        if per_task:
-            hidden_by_task = self.model.sharing.encode_tasks(self.model, inputs, tasks)
-            if hidden_by_task is None:
+        if per_task:  # a joint head reads its group leader's encoding, as in training
+            encoded = self.model.sharing.encode_tasks(self.model, inputs, list(dict.fromkeys(self.leaders[t] for t in tasks)))
+            if encoded is None:
                 return None
+            hidden_by_task = {task: encoded[self.leaders[task]] for task in tasks}
         else:
             hidden = self.model.encode(torch.zeros(len(encodings), dtype=torch.long, device=device), inputs).hidden_states
             hidden_by_task = dict.fromkeys(tasks, hidden)

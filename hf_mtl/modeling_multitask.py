@@ -19,7 +19,14 @@ from .heads.discriminator import TaskDiscriminator
 from .heads.task_embedding import TaskEmbedding, TaskPrefix, build_task_embedding
 from .hub.push import push_model_to_hub
 from .modeling_outputs import MultiTaskModelOutput  # also importable from here, as before the split (hf_mtl's lazy map)
-from .modeling_routing import encoder_rows, resolve_tasks, score_joint_head, score_task_heads, strip_task_prefix
+from .modeling_routing import (
+    encoder_rows,
+    resolve_tasks,
+    score_joint_head,
+    score_task_heads,
+    strip_task_prefix,
+    to_group_leaders,
+)
 from .modeling_utils import (
     build_encoder,
     check_checkpoint_matches,
@@ -306,6 +313,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         encoder_inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                               position_ids=position_ids, inputs_embeds=inputs_embeds)
         encoder_inputs, encoder_task_ids = encoder_rows(self.heads, single_task, input_shape, encoder_inputs, task_ids)
+        encoder_task_ids = to_group_leaders(self.config, encoder_task_ids)  # joint heads: the path they trained on
         mask = encoder_inputs.get("attention_mask")  # the heads' mask: the input's positions
         if self.task_embedding is not None:
             encoder_inputs = self.task_embedding.condition(self.encoder.get_input_embeddings(), encoder_inputs, encoder_task_ids)

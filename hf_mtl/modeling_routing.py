@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import TaskError
+from .tasks import input_group_leaders
 
 
 if TYPE_CHECKING:
@@ -84,6 +85,18 @@ def encoder_rows(heads: nn.ModuleDict, single_task: str | None, input_shape: tor
     if len(input_shape) != 2:
         raise ValueError(f"Expected inputs of shape [batch, seq_len], got {tuple(input_shape)}.")
     return {key: value for key, value in encoder_inputs.items() if value is not None}, task_ids
+
+
+def to_group_leaders(config: MultiTaskConfig, task_ids: torch.LongTensor) -> torch.LongTensor:
+    """Encoder task ids with every member of an `input_group` as its group's leader (`input_group_leaders`): the
+    encoder path its rows were trained on. Unchanged (the same tensor) without groups."""
+    specs = config.task_specs
+    if not any(spec.input_group for spec in specs):
+        return task_ids
+    leaders = input_group_leaders(specs)
+    index = {spec.name: i for i, spec in enumerate(specs)}
+    table = torch.tensor([index[leaders[spec.name]] for spec in specs], device=task_ids.device)
+    return table[task_ids]
 
 
 def strip_task_prefix(task_prefix: TaskPrefix, encoded: EncodedBatch) -> EncodedBatch:

@@ -99,3 +99,43 @@ def test_group_members_must_label_the_same_rows(tmp_path, tokenizer):  # noqa: F
         MultiTaskTrainer(model=model(), args=MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none"),
                          train_dataset={"sentiment": sentiment(), "intent": atis(2), "slots": atis()},
                          processing_class=tokenizer)
+
+
+@pytest.mark.parametrize("conditioning", [{"sharing": "lora", "sharing_kwargs": {"freeze_backbone": False, "r": 4}},
+                                          {"task_embedding": "cls"}])
+def test_a_joint_head_is_encoded_as_its_group_leader_at_evaluation_and_prediction(tokenizer, conditioning):
+    """Training encodes a group's rows once, with the leader's task id (slots: the first token-level member), so the
+    intent head only ever read slots' adapter / task embedding. Evaluating or predicting intent through intent's own
+    (never trained) part would read other states: the model routes every member as its leader."""
+    from hf_mtl.inference import MultiTaskPredictor
+
+    torch.manual_seed(0)
+    joint = MultiTaskModel(MultiTaskConfig(encoder=tiny_bert_config(vocab_size=30522, hidden_dropout_prob=0.0,
+                                                                     attention_probs_dropout_prob=0.0),
+                                           tasks=TASKS, **conditioning)).eval()
+    with torch.no_grad():
+        for name, p in joint.named_parameters():
+            if "lora_B" in name or "task_embedding" in name or "heads." in name:
+                p.normal_(0, 0.5)
+    batch = tokenizer(["flights from boston", "fares to oslo today"], padding=True, return_tensors="pt")
+    before = joint(**batch, task="intent").logits
+
+    def perturb(owner: str):
+        with torch.no_grad():
+            for name, p in joint.named_parameters():
+                if f"lora_B.{owner}" in name:
+                    p.add_(torch.randn_like(p))
+            if joint.task_embedding is not None:  # not a constant: LayerNorm would remove it
+                row = joint.task_embedding.weight[joint.config.task_index(owner)]
+                row.add_(torch.randn_like(row))
+
+    perturb("intent")
+    torch.testing.assert_close(joint(**batch, task="intent").logits, before)  # intent's own part is not its path
+    perturb("slots")
+    assert (joint(**batch, task="intent").logits - before).abs().max() > 1e-4, "slots' part is intent's path"
+    rows = [{"task": task, "text": text} for text in ("flights from boston", "fares to oslo today")
+            for task in ("intent", "slots")]
+    predicted = MultiTaskPredictor(joint, tokenizer).predict(rows)
+    logits = joint(**batch, task="intent").logits.softmax(-1)
+    for row, probabilities in zip(predicted[::2], logits):
+        assert max(row["scores"].values()) == pytest.approx(float(probabilities.max()), abs=1e-3)

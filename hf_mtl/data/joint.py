@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datasets import Dataset
 
 from ..errors import TaskError
+from ..tasks import input_group_leaders
 
 
 JOINT_PREFIX = "joint_labels__"
@@ -34,16 +35,16 @@ def training_streams(specs: Sequence) -> list[list[str]]:
             groups[group] = [spec.name]
             streams.append(groups[group])
     types = {spec.name: spec.type for spec in specs}
+    leaders = input_group_leaders(list(specs))
     for stream in streams:
         if len(stream) > 1:
             bad = [name for name in stream if types[name] == "multiple_choice"]
             if bad:
                 raise TaskError(f"Task(s) {bad} (multiple choice) cannot share an input_group: their inputs have "
                                 "another shape. Remove `input_group` from them.")
-            tokens = [name for name in stream if types[name] == "token_classification"]
-            if tokens and stream[0] != tokens[0]:
-                stream.remove(tokens[0])
-                stream.insert(0, tokens[0])
+            leader = leaders[stream[0]]
+            stream.remove(leader)
+            stream.insert(0, leader)
     return streams
 
 

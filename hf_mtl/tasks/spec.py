@@ -127,3 +127,21 @@ def check_unique_names(tasks: list[TaskSpec]) -> None:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise TaskError(f"Duplicate task names {duplicates}: every task needs its own name.")
+
+
+def input_group_leaders(tasks: list) -> dict[str, str]:
+    """Each task's encoder task: itself, or for a member of an `input_group` the group's leader (its first
+    token-level member, else its first member). Training reads a group's rows once, as the leader's rows with the
+    leader's task id (`hf_mtl.data.joint`), so evaluation and prediction must encode every member as the leader too:
+    under per-task encoder parts (LoRA adapters, task embeddings, hierarchical groups) a member's own part never
+    trains. `tasks`: anything with `name`, `type` and `input_group` (task specs, recipe task entries)."""
+    groups: dict[str, list] = {}
+    for task in tasks:
+        if getattr(task, "input_group", None) is not None:
+            groups.setdefault(task.input_group, []).append(task)
+    leaders = {task.name: task.name for task in tasks}
+    for members in groups.values():
+        tokens = [task for task in members if task.type == "token_classification"]
+        leader = (tokens or members)[0].name
+        leaders.update({task.name: leader for task in members})
+    return leaders
