@@ -90,9 +90,9 @@ def encoder_rows(heads: nn.ModuleDict, single_task: str | None, input_shape: tor
 def to_group_leaders(config: MultiTaskConfig, task_ids: torch.LongTensor) -> torch.LongTensor:
     """Encoder task ids with every member of an `input_group` as its group's leader (`input_group_leaders`): the
     encoder path its rows were trained on. Unchanged (the same tensor) without groups."""
-    specs = config.task_specs
-    if not any(spec.input_group for spec in specs):
+    if not any(task.get("input_group") for task in config.tasks):  # every forward: no spec objects when none
         return task_ids
+    specs = config.task_specs
     leaders = input_group_leaders(specs)
     index = {spec.name: i for i, spec in enumerate(specs)}
     table = torch.tensor([index[leaders[spec.name]] for spec in specs], device=task_ids.device)

@@ -47,6 +47,7 @@ from .base import (
 )
 from .fan_out import FAN_OUT_MODEL_TYPES, FanOutUnsupported, fanned_out, relative_block_passes
 from .padding_free import run_encoder_padding_free
+from .row_packing import key_indices
 
 
 #: Backbones whose blocks hold states sequence first (`[width, rows, hidden]`): routing by row or position would read
@@ -166,6 +167,10 @@ class LoraSharing(SharingScheme):
     def __init__(self, config):
         super().__init__(config)
         self.target_modules = self.options.target_modules  # resolved against the backbone in `setup`
+        # Learned on first contact with the backbone: its adapted layers take inputs that are not rows (mixed batches
+        # then run one call per task), or its blocks take inputs the prediction fan-out cannot repeat.
+        self._calls_per_task = False
+        self._fan_out_unsupported = False
 
     # ------------------------------------------------------------------ building
 
@@ -287,7 +292,7 @@ class LoraSharing(SharingScheme):
             return _mixed_adapters(layers, present, position_keys)
 
         outputs = None
-        routable = not getattr(self, "_calls_per_task", False) and encoder.config.model_type not in SEQUENCE_FIRST_MODEL_TYPES
+        routable = not self._calls_per_task and encoder.config.model_type not in SEQUENCE_FIRST_MODEL_TYPES
         if len(present) > 1 and routable:
             try:
                 outputs = run_encoder_padding_free(
@@ -312,7 +317,7 @@ class LoraSharing(SharingScheme):
     def _fan_out_plan(self, model: SharedModel, tasks: list[str]) -> tuple[nn.ModuleList, int, list[nn.Module]] | None:
         """The blocks, the first adapted one and the LoRA layers, where every adapter of `tasks` sits in a block and
         they stack (so each position can take its own); else None."""
-        if len(tasks) < 2 or getattr(self, "_fan_out_unsupported", False) or getattr(self, "_calls_per_task", False):
+        if len(tasks) < 2 or self._fan_out_unsupported or self._calls_per_task:
             return None
         if getattr(model.encoder.config, "model_type", None) not in FAN_OUT_MODEL_TYPES:
             return None
@@ -434,9 +439,7 @@ def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_
     layer in the backward pass. A step on real dev-suite batches (MiniLM, top two layers, five tasks,
     `python -m benchmarks.sharing_step`): 1.21x hard sharing's per position, 1.43x per packed line, 1.70x through peft.
     """
-    names = list(dict.fromkeys(adapter_names))
-    if position_adapters is None:
-        row_adapters = torch.tensor([names.index(name) for name in adapter_names])
+    names, row_adapters = key_indices(adapter_names)
     plans: dict[tuple[int, ...], _AdapterGroups] = {}  # one per input shape: every layer of the call shares it
 
     def groups(shape: torch.Size, device: torch.device) -> _AdapterGroups:
