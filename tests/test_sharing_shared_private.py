@@ -71,3 +71,16 @@ def test_trainer_combines_task_adversarial_and_orthogonality_losses(tmp_path, to
 def test_orthogonality_weight_needs_shared_private(tmp_path, tokenizer, data):  # noqa: F811
     with pytest.raises(ValueError, match="orthogonality_weight > 0 needs a shared-private model"):
         make_trainer(tmp_path, tokenizer, data, model=make_model(), orthogonality_weight=0.1)
+
+
+def test_private_encoders_on_a_backbone_without_a_position_limit():
+    """XLNet reports max_position_embeddings=-1 (relative positions, no limit): the private encoders take 512
+    positions instead of failing to build an embedding of -1 rows."""
+    from transformers import XLNetConfig
+
+    encoder = XLNetConfig(d_model=32, n_layer=2, n_head=2, d_inner=37, vocab_size=99)
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks=[{"name": "a", "type": "regression"}],
+                                           sharing="shared_private"))
+    ids = torch.randint(3, 99, (2, 7))
+    assert model(input_ids=ids, attention_mask=torch.ones_like(ids), task="a").logits.shape == (2,)
+    assert model.sharing.private["a"].position_embeddings.num_embeddings == 512

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..heads import pool
+from ..utils.input_checks import max_positions
 from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, merge_rows
 from .padding_free import run_encoder_padding_free
 
@@ -98,7 +99,7 @@ class SharedPrivateSharing(SharingScheme):
             self.options.private_hidden_size,
             self.options.private_layers,
             self.options.private_heads,
-            getattr(encoder, "max_position_embeddings", 512),
+            max_positions(encoder) or 512,
             getattr(encoder, "hidden_dropout_prob", 0.1),
         )
 
