@@ -60,7 +60,7 @@ def main() -> None:
     from transformers import AutoConfig
 
     from hf_mtl import MultiTaskConfig, MultiTaskModel
-    from hf_mtl.sharing import lora
+    from hf_mtl.sharing import lora_routing
 
     batches = dev_suite_batches(args.data, backbone) if args.data else random_batches()
     tokens = sum(int(batch["attention_mask"].sum()) for batch in batches) / (16 * len(batches))
@@ -76,13 +76,12 @@ def main() -> None:
         sum(logits.float().sum() for logits in outputs.task_logits.values()).backward()
         model.zero_grad(set_to_none=True)
 
-    batched = lora._stackable
     times: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for repeat in range(args.repeats):
         order = list(ARMS) if repeat % 2 == 0 else list(reversed(ARMS))
         for arm in order:
-            lora._stackable = (lambda layer, names: False) if arm == "lora_top2_peft" else batched
-            lora._ROUTE_POSITIONS = arm != "lora_top2_lines"
+            lora_routing.STACK_ADAPTERS = arm != "lora_top2_peft"
+            lora_routing.ROUTE_POSITIONS = arm != "lora_top2_lines"
             try:
                 for number in range(2):
                     step(models[arm], number)
@@ -91,7 +90,7 @@ def main() -> None:
                     step(models[arm], number)
                 times[arm].append((time.perf_counter() - start) / args.steps)
             finally:
-                lora._stackable, lora._ROUTE_POSITIONS = batched, True
+                lora_routing.STACK_ADAPTERS = lora_routing.ROUTE_POSITIONS = True
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{arm} {times[arm][-1] * 1000:.0f} ms" for arm in ARMS),
               flush=True)
     hard = statistics.median(times["hard"])

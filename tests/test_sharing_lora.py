@@ -7,8 +7,8 @@ import torch
 from transformers import AutoModel, BertModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.sharing.lora import _dense_update as _DENSE_UPDATE
-from hf_mtl.sharing.lora import _grouped_update as _GROUPED_UPDATE
+from hf_mtl.sharing.lora_routing import dense_update as _DENSE_UPDATE
+from hf_mtl.sharing.lora_routing import grouped_update as _GROUPED_UPDATE
 
 from .conftest import tiny_bert_config
 from .test_sharing_schemes import MIXABLE, mixed_batch, mixed_labels
@@ -70,12 +70,12 @@ def test_mixed_batch_gradients_equal_one_task_at_a_time(packing, ranks, form, mo
         (states * weights[rows]).sum().backward()
         return states.detach()
 
-    from hf_mtl.sharing import lora
+    from hf_mtl.sharing import lora_routing
 
     calls = []
-    monkeypatch.setattr(lora, "DENSE_MAX_SHARE", 1e9 if form == "dense" else 0.0)
-    monkeypatch.setattr(lora, "_grouped_update", lambda *args: calls.append("grouped") or _GROUPED_UPDATE(*args))
-    monkeypatch.setattr(lora, "_dense_update", lambda *args: calls.append("dense") or _DENSE_UPDATE(*args))
+    monkeypatch.setattr(lora_routing, "DENSE_MAX_SHARE", 1e9 if form == "dense" else 0.0)
+    monkeypatch.setattr(lora_routing, "grouped_update", lambda *args: calls.append("grouped") or _GROUPED_UPDATE(*args))
+    monkeypatch.setattr(lora_routing, "dense_update", lambda *args: calls.append("dense") or _DENSE_UPDATE(*args))
     mixed = run(torch.arange(len(task_ids)))
     # Rank 8 for ner in every layer: no layer can stack its adapters, so peft's forward runs everywhere.
     assert set(calls) == ({form} if form != "peft" else set())

@@ -8,12 +8,9 @@ plus K small adapters, and tasks cannot interfere through the shared weights.
 Routing:
 - a batch of one task activates that task's adapter (`peft.functional.set_adapter`, whose `requires_grad` side
   effect is undone so the optimizer keeps seeing every adapter);
-- a batch mixing tasks runs once, each row through its own adapter (`_mixed_adapters`). Where every layer's
-  adapters share one rank and dropout (the usual case), each token is routed: the positions are grouped by adapter
-  in every layer, so packed lines (`encoder_packing`) may mix tasks as under hard sharing. Otherwise peft's
-  `adapter_names=` mixed-batch forward routes rows, injected with forward pre-hooks as `LoraModel` does, and each
-  packed line holds one task's rows. `LoraModel` refuses mixed adapters in training mode, but both forms are
-  differentiable, and the tests check their gradients against one task at a time.
+- a batch mixing tasks runs once, each row, or each position of packed lines, through its own adapter
+  (`lora_routing.mixed_adapters`); a backbone whose adapted layers see inputs not laid out by rows (`UnroutableInput`,
+  e.g. DeBERTa's relative positions) or whose blocks run sequence first runs one call per task instead.
 
 With `freeze_backbone=False` and `top_layers=N` the encoder stays shared and trained, and each task gets a low-rank
 top of its own: on the dev suite this matches per-task copies of the top layers (`hierarchical`) at a tenth of
@@ -23,7 +20,6 @@ their extra parameters (README, "Hard sharing alone"), and it is the recipes' de
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -46,16 +42,13 @@ from .base import (
     run_encoder_by_rows,
 )
 from .fan_out import FAN_OUT_MODEL_TYPES, FanOutUnsupported, fanned_out, relative_block_passes
+from .lora_routing import UnroutableInput, lora_layers, mixed_adapters, routes_positions, stackable
 from .padding_free import run_encoder_padding_free
-from .row_packing import key_indices
 
 
 #: Backbones whose blocks hold states sequence first (`[width, rows, hidden]`): routing by row or position would read
 #: the wrong dimension whenever a batch is as long as its rows, so their mixed batches run one call per task.
 SEQUENCE_FIRST_MODEL_TYPES = frozenset({"xlnet"})
-#: Route each position where the adapters stack (see `_mixed_adapters`); `benchmarks.sharing_step` turns it off
-#: to time the per-line form it replaced.
-_ROUTE_POSITIONS = True
 _ADAPTER_KEY = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.([^.]+)(\.|$)")
 _OVERRIDABLE = ("r", "lora_alpha", "lora_dropout")
 
@@ -213,7 +206,7 @@ class LoraSharing(SharingScheme):
     def after_init(self, model: SharedModel) -> None:
         # The backbone's `_init_weights` also reaches the injected lora_B (trap: not zero): make every adapter the
         # identity again, as peft initialises it.
-        for layer in _lora_layers(model.encoder):
+        for layer in lora_layers(model.encoder):
             for adapter in list(layer.lora_A.keys()):
                 layer.reset_lora_parameters(adapter, init_lora_weights=True)
 
@@ -250,7 +243,7 @@ class LoraSharing(SharingScheme):
             self.options.adapters[spec.name] = dict(self.options.adapters.get(init_from, {}))
         self._inject(model.encoder, spec.name)
         if init_from is not None:
-            for layer in _lora_layers(model.encoder):
+            for layer in lora_layers(model.encoder):
                 for table in (layer.lora_A, layer.lora_B):
                     if init_from in table:
                         table[spec.name].load_state_dict(table[init_from].state_dict())
@@ -274,10 +267,8 @@ class LoraSharing(SharingScheme):
         row_tasks = [names[i] for i in task_ids.tolist()]
         encoder = model.encoder
         present = list(dict.fromkeys(row_tasks))
-        layers = _lora_layers(encoder) if len(present) > 1 else []
-        # Every layer's adapters for these tasks stackable: each position goes through its own, so packed lines may
-        # mix tasks as under hard sharing. Otherwise peft's forward routes rows, and a line holds one task's rows.
-        by_position = _ROUTE_POSITIONS and bool(layers) and all(_stackable(layer, present) for layer in layers)
+        layers = lora_layers(encoder) if len(present) > 1 else []
+        by_position = routes_positions(layers, present)
 
         @contextlib.contextmanager
         def route(keys, unpack):
@@ -285,11 +276,11 @@ class LoraSharing(SharingScheme):
                 self.activate(encoder, keys[0])
                 yield
             else:
-                with _mixed_adapters(layers, keys):  # more than one task here, so `layers` was collected
+                with mixed_adapters(layers, keys):  # more than one task here, so `layers` was collected
                     yield
 
         def route_positions(position_keys, unpack):
-            return _mixed_adapters(layers, present, position_keys)
+            return mixed_adapters(layers, present, position_keys)
 
         outputs = None
         routable = not self._calls_per_task and encoder.config.model_type not in SEQUENCE_FIRST_MODEL_TYPES
@@ -325,11 +316,11 @@ class LoraSharing(SharingScheme):
             _, blocks = find_layer_list(model.encoder)
         except BackboneLayoutError:
             return None
-        layers = _lora_layers(model.encoder)
+        layers = lora_layers(model.encoder)
         block_of = {id(module): index for index, block in enumerate(blocks) for module in block.modules()}
         if not layers or any(id(layer) not in block_of for layer in layers):
             return None  # an adapter outside the blocks (e.g. on the embeddings) changes every block's input
-        if not all(_stackable(layer, tasks) for layer in layers):
+        if not all(stackable(layer, tasks) for layer in layers):
             return None
         return blocks, min(block_of[id(layer)] for layer in layers), layers
 
@@ -349,7 +340,7 @@ class LoraSharing(SharingScheme):
         batch, width = reference.shape[:2]
         copies = torch.arange(len(tasks), device=reference.device).repeat_interleave(batch)
         try:
-            with fanned_out(blocks, start, len(tasks), batch), _mixed_adapters(layers, tasks, copies[:, None].expand(-1, width)):
+            with fanned_out(blocks, start, len(tasks), batch), mixed_adapters(layers, tasks, copies[:, None].expand(-1, width)):
                 hidden = model.encoder(**encoder_inputs).last_hidden_state
         except (FanOutUnsupported, UnroutableInput):
             self._fan_out_unsupported = True  # this backbone's blocks take inputs the fan-out cannot repeat or route
@@ -417,171 +408,3 @@ def _check_adapter_values(r, alpha, dropout, where: str) -> None:
         raise ValueError(f"LoRA `lora_alpha` in {where} must be > 0, got {alpha!r}.")
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"LoRA `lora_dropout` in {where} must be in [0, 1), got {dropout!r}.")
-
-
-def _lora_layers(encoder: nn.Module) -> list[nn.Module]:
-    from peft.tuners.lora import LoraLayer
-
-    return [module for module in encoder.modules() if isinstance(module, LoraLayer)]
-
-
-@contextlib.contextmanager
-def _mixed_adapters(layers: list[nn.Module], adapter_names: list[str], position_adapters: torch.Tensor | None = None):
-    """Run the next encoder call through several adapters: one per row (`adapter_names`, one name per row of the
-    call), or one per position (`position_adapters`, `[rows, width]` indices into the distinct `adapter_names`).
-
-    Where a layer's adapters for these rows are plain LoRA of one rank and one dropout (`_stackable`), peft runs only
-    the base layer (adapters disabled for the call) and a hook adds their updates: two masked dense matmuls over all
-    adapters (`_dense_update`) while that is cheaper (`_dense_is_cheaper`), else grouped by adapter
-    (`_grouped_update`: the positions sorted by adapter, one pair of matmuls per adapter, and back). Elsewhere peft's
-    mixed-batch forward runs (as `LoraModel`'s `adapter_names=` does, per row only): it loops over the adapters and
-    scatters each one's rows into the output, which in training costs a full-size copy of the output per adapter and
-    layer in the backward pass. A step on real dev-suite batches (MiniLM, top two layers, five tasks,
-    `python -m benchmarks.sharing_step`): 1.21x hard sharing's per position, 1.43x per packed line, 1.70x through peft.
-    """
-    names, row_adapters = key_indices(adapter_names)
-    plans: dict[tuple[int, ...], _AdapterGroups] = {}  # one per input shape: every layer of the call shares it
-
-    def groups(shape: torch.Size, device: torch.device) -> _AdapterGroups:
-        key = tuple(shape)
-        if key not in plans:
-            if position_adapters is not None:
-                if tuple(position_adapters.shape) != key:
-                    raise UnroutableInput(f"LoRA got adapters for positions {tuple(position_adapters.shape)} and an "
-                                          f"input of {key}: a position-routed call must keep the rows' layout.")
-                index = position_adapters
-            else:
-                if not key or key[0] != len(adapter_names):
-                    raise UnroutableInput(f"LoRA got one adapter for each of {len(adapter_names)} rows and an input "
-                                          f"of {key}.")
-                index = row_adapters.to(device).view(-1, *([1] * (len(key) - 1))).expand(key)
-            plans[key] = _AdapterGroups(index, len(names))
-        return plans[key]
-
-    handles, base_only = [], []
-    for layer in layers:
-        if _stackable(layer, names):
-            base_only.append((layer, layer._disable_adapters))  # peft runs the base layer alone; the hook adds
-            layer._disable_adapters = True
-            handles.append(layer.register_forward_hook(_adding_grouped_update(names, groups), with_kwargs=True))
-        elif position_adapters is not None:
-            raise ValueError("LoRA position routing needs every layer's adapters stackable (one rank and dropout).")
-        else:
-            handles.append(layer.register_forward_pre_hook(_passing_adapter_names(adapter_names), with_kwargs=True))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        for layer, disabled in base_only:
-            layer._disable_adapters = disabled
-
-
-class UnroutableInput(ValueError):
-    """An adapted layer got an input not laid out by the call's rows, so no adapter can be chosen per row: e.g.
-    DeBERTa's relative-position table, which its blocks project through their own (adapted) linear layers once for
-    every row. `LoraSharing.encode` then runs each task's rows in a call of their own."""
-
-
-class _AdapterGroups:
-    """Where each position of one encoder call goes, built once per call and used by every layer: `index` (each
-    position's adapter), `order` / `counts` / `inverse` (the flat positions sorted by adapter, the group sizes, and
-    back) for `_grouped_update`, and `mask` for `_dense_update`."""
-
-    def __init__(self, index: torch.Tensor, num_adapters: int):
-        self.index, self.num_adapters = index, num_adapters
-        self._masks: dict[tuple, torch.Tensor] = {}
-
-    # The sort is computed on first use only: where every layer takes the dense form, no call needs it.
-    @functools.cached_property
-    def order(self) -> torch.Tensor:
-        return torch.argsort(self.index.reshape(-1), stable=True)
-
-    @functools.cached_property
-    def inverse(self) -> torch.Tensor:
-        positions = torch.arange(len(self.order), device=self.order.device)
-        return torch.empty_like(self.order).index_copy_(0, self.order, positions)
-
-    @functools.cached_property
-    def counts(self) -> list[int]:
-        return torch.bincount(self.index.reshape(-1), minlength=self.num_adapters).tolist()  # one host sync
-
-    def mask(self, rank: int, scaling: list[float], dtype: torch.dtype) -> torch.Tensor:
-        """`[..., adapters * rank]`: each adapter's scaling on the columns of the position's own adapter, 0 elsewhere."""
-        key = (rank, tuple(scaling), dtype)
-        if key not in self._masks:
-            scale = torch.tensor(scaling, dtype=dtype, device=self.index.device)
-            one_hot = nn.functional.one_hot(self.index, self.num_adapters).to(dtype) * scale
-            self._masks[key] = one_hot.repeat_interleave(rank, dim=-1)
-        return self._masks[key]
-
-
-def _passing_adapter_names(adapter_names: list[str]):
-    def hook(module, args, kwargs):
-        x = args[0] if args else kwargs.get("x")
-        if torch.is_tensor(x) and (x.dim() == 0 or x.shape[0] != len(adapter_names)):
-            raise UnroutableInput(f"LoRA got one adapter for each of {len(adapter_names)} rows and an input of "
-                                  f"{tuple(x.shape)}.")
-        kwargs["adapter_names"] = adapter_names
-        return args, kwargs
-
-    return hook
-
-
-def _adding_grouped_update(names: list[str], groups):
-    def hook(module, args, kwargs, output):
-        x = args[0] if args else kwargs["x"]
-        update = _dense_update if _dense_is_cheaper(module, names) else _grouped_update
-        return output + update(module, x, names, groups(x.shape[:-1], x.device)).to(output.dtype)
-
-    return hook
-
-
-def _stackable(layer: nn.Module, names: list[str]) -> bool:
-    """Whether `names`' adapters on `layer` can run as one grouped update: a LoRA `Linear` whose adapters for these
-    rows all exist, are plain LoRA (no DoRA or other variant, no bias), share one rank and one dropout probability."""
-    from peft.tuners.lora import Linear
-
-    if not isinstance(layer, Linear) or any(name not in layer.lora_A for name in names):
-        return False
-    if any(name in layer.lora_variant or getattr(layer, "lora_bias", {}).get(name, False) for name in names):
-        return False
-    ranks = {layer.r[name] for name in names}
-    dropouts = {getattr(layer.lora_dropout[name], "p", 0.0) for name in names}
-    return len(ranks) == 1 and len(dropouts) == 1
-
-
-def _grouped_update(layer: nn.Module, x: torch.Tensor, names: list[str], groups: _AdapterGroups) -> torch.Tensor:
-    """`scaling * B(A(dropout(x)))` at each position with that position's adapter, for an input `[..., in]`: the
-    positions sorted by adapter, one pair of matmuls per adapter on its positions, and put back in place."""
-    weight = layer.lora_A[names[0]].weight
-    h = layer.lora_dropout[names[0]](x.to(weight.dtype))
-    flat = h.reshape(-1, h.shape[-1]).index_select(0, groups.order)
-    pieces = [
-        nn.functional.linear(nn.functional.linear(chunk, layer.lora_A[name].weight), layer.lora_B[name].weight)
-        * layer.scaling[name]
-        for name, chunk in zip(names, flat.split(groups.counts)) if chunk.shape[0]
-    ]
-    update = torch.cat(pieces).index_select(0, groups.inverse)
-    return update.reshape(*h.shape[:-1], update.shape[-1])
-
-
-def _dense_update(layer: nn.Module, x: torch.Tensor, names: list[str], groups: _AdapterGroups) -> torch.Tensor:
-    """The same update as `_grouped_update` as two dense matmuls over all adapters at once (their A matrices stacked,
-    then each position's columns kept by a mask): more FLOPs, far fewer operations; see `_dense_is_cheaper`."""
-    weight = layer.lora_A[names[0]].weight
-    h = layer.lora_dropout[names[0]](x.to(weight.dtype))
-    a = torch.cat([layer.lora_A[name].weight for name in names])  # [adapters * r, in]
-    b = torch.cat([layer.lora_B[name].weight for name in names], dim=1)  # [out, adapters * r]
-    mask = groups.mask(layer.r[names[0]], [float(layer.scaling[name]) for name in names], weight.dtype)
-    return nn.functional.linear(nn.functional.linear(h, a) * mask, b)
-
-
-#: `_dense_update` while all adapters' ranks together are at most this share of a layer's input width: on MiniLM
-#: (width 384, five rank-16 adapters: 80 columns) its two matmuls beat five pairs of small ones (a packed dev-suite
-#: step 1.21x hard sharing's against 1.25x); with many tasks their extra FLOPs would dominate.
-DENSE_MAX_SHARE = 0.25
-
-
-def _dense_is_cheaper(layer: nn.Module, names: list[str]) -> bool:
-    return len(names) * layer.r[names[0]] <= DENSE_MAX_SHARE * layer.in_features
