@@ -13,6 +13,7 @@ from .heads import POOLING_CHOICES
 from .heads.task_embedding import TASK_EMBEDDING_CHOICES
 from .sharing import SHARING
 from .tasks import TaskSpec, check_unique_names
+from .utils import encoder_settings
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -41,7 +42,9 @@ class MultiTaskConfig(PreTrainedConfig):
         task_prefix_length (`int`, *optional*, defaults to 4):
             Vectors per task of `task_embedding="prefix"`.
         classifier_dropout (`float`, *optional*):
-            Dropout in the heads; defaults to the encoder's `hidden_dropout_prob` (or 0.1).
+            Dropout in the heads; defaults to the one Transformers' own head for the backbone uses (its classifier
+            dropout where the backbone's config sets one, else its hidden-state dropout, else 0.1; see
+            `utils.encoder_settings`).
         adversarial (`bool`, *optional*, defaults to `False`):
             Add a task discriminator behind gradient reversal on the pooled shared features (Liu, Qiu & Huang
             2017). In training mode the model then returns `auxiliary_losses["adversarial"]`; the trainer weighs
@@ -184,7 +187,7 @@ class MultiTaskConfig(PreTrainedConfig):
     def get_head_dropout(self) -> float:
         if self.classifier_dropout is not None:
             return self.classifier_dropout
-        return getattr(self.encoder, "hidden_dropout_prob", 0.1)
+        return encoder_settings.classifier_dropout(self.encoder)
 
     def to_diff_dict(self) -> dict[str, Any]:
         # Always write the task list, even when it equals the (empty) default, so a checkpoint is self-describing.

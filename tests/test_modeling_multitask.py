@@ -333,3 +333,29 @@ def test_minilm_round_trip_with_auto_classes(tmp_path, minilm_path):
         # addresses take another SIMD path in the head's matmul, which moves results by ~1e-9.
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
         assert loaded.config.task_spec(task["name"]).id2label == model.config.task_spec(task["name"]).id2label
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [("bert", 0.25), ("bert_classifier", 0.4), ("distilbert", 0.2), ("modernbert", 0.0), ("albert", 0.3), ("own", 0.05)],
+)
+def test_heads_take_the_dropout_transformers_own_head_would_use_for_the_backbone(family, expected):
+    """BERT's hidden dropout, else the family's classifier dropout where its config sets one (DistilBERT's
+    `seq_classif_dropout`, ALBERT's `classifier_dropout_prob`, ModernBERT's 0.0), never a silent 0.1 because the
+    attribute is not called `hidden_dropout_prob`; `classifier_dropout` on the multi-task config wins."""
+    from transformers import AlbertConfig, DistilBertConfig, ModernBertConfig
+
+    encoders = {
+        "bert": tiny_bert_config(hidden_dropout_prob=0.25),
+        "bert_classifier": tiny_bert_config(hidden_dropout_prob=0.25, classifier_dropout=0.4),
+        "distilbert": DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=100, dropout=0.15),
+        "modernbert": ModernBertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                       vocab_size=100, pad_token_id=0, mlp_dropout=0.15),
+        "albert": AlbertConfig(hidden_size=32, embedding_size=16, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=37, vocab_size=100, classifier_dropout_prob=0.3),
+        "own": tiny_bert_config(),
+    }
+    extra = {"classifier_dropout": 0.05} if family == "own" else {}
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoders[family], tasks=ALL_TASKS[:1] + ALL_TASKS[4:5], **extra))
+    rates = {module.p for module in model.heads.modules() if isinstance(module, torch.nn.Dropout)}
+    assert rates == {expected}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..heads import pool
+from ..utils.encoder_settings import hidden_dropout
 from ..utils.input_checks import max_positions
 from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, merge_rows
 from .padding_free import run_encoder_padding_free
@@ -100,7 +101,7 @@ class SharedPrivateSharing(SharingScheme):
             self.options.private_layers,
             self.options.private_heads,
             max_positions(encoder) or 512,
-            getattr(encoder, "hidden_dropout_prob", 0.1),
+            hidden_dropout(encoder),
         )
 
     def setup(self, model: SharedModel) -> None:

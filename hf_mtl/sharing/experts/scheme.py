@@ -12,6 +12,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from ...heads import pool
+from ...utils.encoder_settings import hidden_dropout
 from ..base import SHARING, EncodedBatch, SharedModel, SharingScheme, find_layer_list, merge_rows
 from .layers import ExpertMixtureLayer, FeedForwardExpert
 from .options import MMoEOptions, PLEOptions, check_expert_options
@@ -60,7 +61,7 @@ class MMoESharing(SharingScheme):
     def _ffn(self, config) -> FeedForwardExpert:
         encoder = config.encoder
         inner = self.options.ffn_hidden_size or encoder.hidden_size
-        return FeedForwardExpert(encoder.hidden_size, inner, getattr(encoder, "hidden_dropout_prob", 0.1))
+        return FeedForwardExpert(encoder.hidden_size, inner, hidden_dropout(encoder))
 
     def setup(self, model: SharedModel) -> None:
         config = model.config
