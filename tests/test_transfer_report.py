@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +104,20 @@ def test_transfer_report_end_to_end(tmp_path, capsys):
     assert main(ablation) == 0
     printed = capsys.readouterr().out
     assert printed.count(": reused (") == 3 and "seed 5: multi-task run on" in printed and ": done in " in printed
+    first = json.loads((tmp_path / "ablation" / "transfer.json").read_text())["run_dirs"]["seed5/multi_task"]
+
+    # --retrain multi_task trains that run again beside the finished one, still reusing the baselines; a later
+    # report finds the newer run.
+    assert main(ablation + ["--retrain", "multi_task"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": reused (") == 3 and ": done in " in printed
+    second = json.loads((tmp_path / "ablation" / "transfer.json").read_text())["run_dirs"]["seed5/multi_task"]
+    assert second == first + "-retrain2" and (Path(first) / "run.json").is_file() and (Path(second) / "run.json").is_file()
+    assert main(ablation) == 0
+    assert capsys.readouterr().out.count(": reused (") == 4
+    assert json.loads((tmp_path / "ablation" / "transfer.json").read_text())["run_dirs"]["seed5/multi_task"] == second
+    with pytest.raises(SystemExit):
+        main(ablation + ["--retrain", "everything"])
 
 
 def test_single_task_baseline_drops_multi_task_only_options():

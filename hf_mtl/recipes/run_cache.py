@@ -159,11 +159,23 @@ def find_reusable(seed_dir: Path, label: str, fingerprint: str, fingerprint_with
     prefix = f"{label}-{fingerprint_without_code[:8]}"
     candidates = sorted(path for path in seed_dir.glob(f"{prefix}*") if path.name == prefix or path.name.startswith(f"{prefix}-"))
     found = [(path, record) for path in candidates if (record := RunRecord.load(path)) is not None]
-    for path, record in found:
-        if record.fingerprint == fingerprint:
-            return path, record
+    same = [(path, record) for path, record in found if record.fingerprint == fingerprint]
+    if same:  # several after a retrain (`retrained_run_dir`): the newest
+        return max(same, key=lambda item: item[1].finished or "")
     if any_code:
         others = [(path, record) for path, record in found if record.fingerprint_without_code == fingerprint_without_code]
         if others:
             return max(others, key=lambda item: item[1].finished or "")  # records without a time are the oldest
     return None
+
+
+def retrained_run_dir(run_dir: Path) -> Path:
+    """Where a run asked to train again goes: `run_dir`, or where that already holds a finished run (same recipe and
+    code), the first free `<name>-retrain<N>` beside it, so the earlier run stays as it was until the new one is done
+    (`find_reusable` then prefers the newer)."""
+    if RunRecord.load(run_dir) is None:
+        return run_dir
+    number = 2
+    while (candidate := run_dir.with_name(f"{run_dir.name}-retrain{number}")).exists():
+        number += 1
+    return candidate

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,12 +29,14 @@ from typing import Any
 
 from ..evaluation.comparison import card_rows, planned_task_rows, steps_for_rows, transfer_table, write_transfer_report
 from .loader import Recipe
-from .run_cache import RunRecord, code_fingerprint, find_reusable, run_dir_name, run_fingerprint
+from .run_cache import RunRecord, code_fingerprint, find_reusable, retrained_run_dir, run_dir_name, run_fingerprint
 
 
 # Every run of a report: no intermediate checkpoints (only scores are compared), no Hub pushes (push the model you
 # keep with `hf-mtl train`), and the final model is the last one, not a "best" checkpoint picked on validation data.
 RUN_SETTINGS = {"save_strategy": "no", "load_best_model_at_end": False, "push_to_hub": False}
+#: The kinds of run a report trains (what `retrain` names).
+RUN_KINDS = ("multi_task", "single_task")
 # What a single-task baseline leaves out: the model options that need several tasks (a task embedding of one task,
 # a discriminator with one class, per-task copies of layers for one task are plain fine-tuning or nothing at all),
 # and the training options that balance tasks. LoRA stays LoRA: its baseline is one adapter per task.
@@ -63,6 +65,10 @@ class PlannedRun:
         if self.label == "multi_task":
             return f"seed {self.seed}: multi-task run on {', '.join(self.recipe.task_names)}"
         return f"seed {self.seed}: single-task run on {self.recipe.task_names[0]!r}"
+
+
+def _kind(label: str) -> str:
+    return "multi_task" if label == "multi_task" else "single_task"
 
 
 def single_task_recipe(recipe: Recipe, task: str) -> Recipe:
@@ -180,6 +186,7 @@ def run_transfer_report(
     runs_dir: str | Path | None = None,
     jobs: int = 1,
     reuse_any_code: bool = False,
+    retrain: Collection[str] = (),
     save_model: bool = True,
 ) -> dict[str, Any]:
     """Plan, train (or reuse) and compare; returns `{"rows": [...], "files": {...}, "runs": {...}}`.
@@ -189,6 +196,9 @@ def run_transfer_report(
         jobs: runs trained at once, each in its own process with `cpu_count // jobs` threads.
         reuse_any_code: reuse a finished run whose fingerprint differs only by the hf_mtl code (its record names the
             code it ran), e.g. after a change you know does not touch training.
+        retrain: kinds of run (`RUN_KINDS`: "multi_task", "single_task") trained again even where a finished run
+            matches, e.g. after a fix that changes only the multi-task model, with `reuse_any_code` keeping the
+            single-task baselines. The earlier runs are kept beside the new ones.
         save_model: save the first seed's multi-task model (weights, tokenizer, card with the table) in its run folder.
     """
     from .data import load_recipe_data
@@ -199,6 +209,9 @@ def run_transfer_report(
         raise ValueError("Give at least one seed (e.g. --seeds 1,2,3).")
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}.")
+    unknown = sorted(set(retrain) - set(RUN_KINDS))
+    if unknown:
+        raise ValueError(f"retrain takes run kinds {', '.join(RUN_KINDS)}, got {', '.join(map(repr, unknown))}.")
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("jobs > 1 starts worker processes of its own: run the report without torchrun / accelerate "
                          "launch, or with jobs=1 to train each run data-parallel.")
@@ -232,6 +245,11 @@ def run_transfer_report(
     def run_all(runs: list[PlannedRun]) -> None:
         todo = []
         for run in runs:
+            if _kind(run.label) in retrain:
+                run.run_dir = retrained_run_dir(run.run_dir)
+                run.changes["output_dir"] = str(run.run_dir)
+                todo.append(run)
+                continue
             found = find_reusable(run.run_dir.parent, run.label, run.fingerprint, run.fingerprint_without_code,
                                   reuse_any_code)
             if found is not None and (not run.save_model or found[1].model_saved):

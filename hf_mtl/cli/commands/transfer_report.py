@@ -38,6 +38,10 @@ def register(subparsers) -> None:
     parser.add_argument("--reuse-any-code", action="store_true",
                         help="Also reuse finished runs made by another version of the hf_mtl code (each run's record "
                         "names its code).")
+    parser.add_argument("--retrain", action="append", default=[], choices=("multi_task", "single_task"),
+                        help="Train this kind of run again even where a finished one matches (repeatable), e.g. "
+                        "--retrain multi_task --reuse-any-code after a fix that changes only the multi-task model. "
+                        "The earlier runs are kept beside the new ones.")
     parser.add_argument("--no-model", action="store_true",
                         help="Do not save the first seed's multi-task model (only scores and reports are written).")
     parser.set_defaults(func=run)
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir = args.output_dir
     try:
         report = run_transfer_report(recipe, seeds, output_dir=output_dir, runs_dir=args.runs_dir, jobs=args.jobs,
-                                     reuse_any_code=args.reuse_any_code, save_model=not args.no_model)
+                                     reuse_any_code=args.reuse_any_code, retrain=args.retrain,
+                                     save_model=not args.no_model)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
