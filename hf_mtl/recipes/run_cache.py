@@ -160,13 +160,17 @@ def find_reusable(seed_dir: Path, label: str, fingerprint: str, fingerprint_with
     candidates = sorted(path for path in seed_dir.glob(f"{prefix}*") if path.name == prefix or path.name.startswith(f"{prefix}-"))
     found = [(path, record) for path in candidates if (record := RunRecord.load(path)) is not None]
     same = [(path, record) for path, record in found if record.fingerprint == fingerprint]
-    if same:  # several after a retrain (`retrained_run_dir`): the newest
-        return max(same, key=lambda item: item[1].finished or "")
+    if same:  # several after a retrain (`retrained_run_dir`)
+        return _newest(same)
     if any_code:
         others = [(path, record) for path, record in found if record.fingerprint_without_code == fingerprint_without_code]
         if others:
-            return max(others, key=lambda item: item[1].finished or "")  # records without a time are the oldest
+            return _newest(others)
     return None
+
+
+def _newest(runs: list[tuple[Path, RunRecord]]) -> tuple[Path, RunRecord]:
+    return max(runs, key=lambda item: item[1].finished or "")  # records without a time are the oldest
 
 
 def retrained_run_dir(run_dir: Path) -> Path:
