@@ -184,6 +184,31 @@ def test_refinement_stage_trains_only_the_heads_and_restores_trainability(tmp_pa
         MultiTaskTrainingArguments(output_dir="x", refine_steps=-1)
 
 
+@pytest.mark.parametrize("sharing", ["hard", "lora"])
+def test_refinement_stage_runs_the_frozen_encoder_packed_with_the_losses_of_padded_calls(tmp_path, tokenizer, data, sharing):  # noqa: F811
+    """The frozen encoder runs in eval mode during refinement, yet packed like a training call: fewer positions
+    than the padded batches, and the same refinement losses as a model that runs every batch padded."""
+    from hf_mtl.training.refinement import refine_heads
+
+    kwargs = {"sharing": "lora", "sharing_kwargs": {"top_layers": 1, "freeze_backbone": False}} if sharing == "lora" else {}
+    results = {}
+    for packing in (True, False):
+        model = make_model(list(data), encoder_packing=packing, encoder_length_buckets=2 if packing else 1, **kwargs)
+        trainer = make_trainer(tmp_path / str(packing), tokenizer, data, model=model)
+        positions, was_training = [], model.training
+        handle = model.encoder.register_forward_pre_hook(
+            lambda module, args, kw: positions.append(kw["input_ids"].numel()), with_kwargs=True)
+        metrics = refine_heads(trainer, 3)
+        handle.remove()
+        results[packing] = (sum(positions), {k: v for k, v in metrics.items() if k.endswith("_loss")})
+        assert model.training == was_training and all(p.requires_grad for p in model.parameters())
+    (packed_positions, packed_losses), (padded_positions, padded_losses) = results[True], results[False]
+    assert packed_positions < padded_positions
+    assert packed_losses.keys() == padded_losses.keys() == {f"refine_{task}_loss" for task in data}
+    for key, value in packed_losses.items():
+        assert value == pytest.approx(padded_losses[key], rel=1e-4, abs=1e-5), key
+
+
 def test_a_checkpoint_from_before_task_embeddings_loads_without_one(tmp_path):
     import json
 

@@ -5,7 +5,12 @@ import torch
 from transformers import BertModel
 
 from hf_mtl import MultiTaskConfig, MultiTaskModel
-from hf_mtl.sharing.length_buckets import attended_lengths, plan_length_buckets, run_encoder_in_length_buckets
+from hf_mtl.sharing.length_buckets import (
+    attended_lengths,
+    padding_free_in_eval,
+    plan_length_buckets,
+    run_encoder_in_length_buckets,
+)
 
 from .conftest import tiny_bert_config
 
@@ -126,6 +131,22 @@ def test_one_padded_call_in_eval_mode_and_for_per_layer_outputs(case):
     out = run_encoder_in_length_buckets(encoder, inputs, 4)
     handle.remove()
     assert widths == [WIDTH] and out.last_hidden_state.shape == (len(LENGTHS), WIDTH, 32)
+
+
+def test_eval_mode_runs_in_parts_only_inside_padding_free_in_eval():
+    encoder = BertModel(tiny_bert_config(), add_pooling_layer=False).eval()
+    input_ids, attention_mask = padded_batch()
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    reference = encoder(**inputs).last_hidden_state
+    widths, handle = record_widths(encoder)
+    with padding_free_in_eval():
+        out = run_encoder_in_length_buckets(encoder, inputs, 4).last_hidden_state
+    inside = list(widths)
+    run_encoder_in_length_buckets(encoder, inputs, 4)
+    handle.remove()
+    assert len(inside) > 1 and max(inside) < WIDTH and widths[len(inside):] == [WIDTH]
+    real = attention_mask.bool()
+    torch.testing.assert_close(out[real], reference[real], rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_checkpointing_keeps_one_call():

@@ -13,6 +13,9 @@ needs varlen attention kernels).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -84,14 +87,29 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
+_PADDING_FREE_IN_EVAL: ContextVar[bool] = ContextVar("padding_free_in_eval", default=False)
+
+
+@contextmanager
+def padding_free_in_eval() -> Iterator[None]:
+    """Within it, eval-mode encoder calls may run packed or length-sorted as training calls do. For loops that read
+    only the real positions' outputs of a frozen encoder, e.g. the heads' refinement stage
+    (`hf_mtl.training.refinement`); evaluation and prediction keep one padded call."""
+    token = _PADDING_FREE_IN_EVAL.set(True)
+    try:
+        yield
+    finally:
+        _PADDING_FREE_IN_EVAL.reset(token)
+
+
 def needs_one_padded_call(encoder: nn.Module, encoder_inputs: dict[str, Any]) -> bool:
     """Whether the batch must run as one padded call, however its rows could be split or packed: outside training
-    mode (in eval mode every output, padded positions included, is that of one call, as exported models give it),
-    without a 2-D attention mask, when per-layer outputs are requested (their padded positions would differ) and
-    while tracing (`torch.export`, ONNX, `torch.compile`)."""
+    mode (in eval mode every output, padded positions included, is that of one call, as exported models give it;
+    unless inside `padding_free_in_eval`), without a 2-D attention mask, when per-layer outputs are requested (their
+    padded positions would differ) and while tracing (`torch.export`, ONNX, `torch.compile`)."""
     mask = encoder_inputs.get("attention_mask")
     return (
-        not encoder.training
+        not (encoder.training or _PADDING_FREE_IN_EVAL.get())
         or mask is None
         or mask.dim() != 2
         or bool(encoder_inputs.get("output_hidden_states"))

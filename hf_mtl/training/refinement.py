@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from ..sharing.length_buckets import padding_free_in_eval
 from .train_batches import row_lengths
 
 
@@ -30,7 +31,9 @@ def refine_heads(trainer, steps: int) -> dict[str, float]:
     metrics: dict[str, float] = {}
     start = time.time()
     try:
-        model.eval()  # no dropout in the frozen encoder; the head being refined trains with its own dropout
+        # No dropout in the frozen encoder (the head being refined trains with its own dropout); its rows still run
+        # packed as in training, since the heads read only real positions (same states up to float rounding).
+        model.eval()
         for task in trainer.task_names:
             head = model.heads[task]
             for name, parameter in model.named_parameters():
@@ -48,7 +51,8 @@ def refine_heads(trainer, steps: int) -> dict[str, float]:
                                 collate_fn=trainer.data_collator.for_task(task))
             losses = []
             for batch in itertools.islice(itertools.cycle(loader), steps):
-                loss = model(**trainer._prepare_inputs(batch)).task_losses[task]
+                with padding_free_in_eval():
+                    loss = model(**trainer._prepare_inputs(batch)).task_losses[task]
                 loss.backward()
                 optimizer.step()
                 schedule.step()
