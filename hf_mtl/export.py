@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .modeling_multitask import MultiTaskModel
-from .utils.input_checks import max_positions
+from .utils.encoder_settings import max_positions
 
 
 class TaskForward(nn.Module):

@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from ..heads import pool
-from ..utils.encoder_settings import hidden_dropout
-from ..utils.input_checks import max_positions
+from ..utils.encoder_settings import hidden_dropout, max_positions
 from .base import SHARING, EncodedBatch, SharedModel, SharingScheme, merge_rows
 from .padding_free import run_encoder_padding_free
 

@@ -1,4 +1,4 @@
-"""Settings of a backbone that Transformers' configs name differently per model family.
+"""Settings of a backbone that Transformers' configs name differently per model family, or leave out.
 
 The heads and the extra layers some sharing schemes add (private encoders, expert feed-forwards) take their dropout
 from the backbone, as Transformers' own task heads do; a fixed attribute name (BERT's `hidden_dropout_prob`) would
@@ -35,3 +35,9 @@ def classifier_dropout(encoder_config, default: float = 0.1) -> float:
     hidden-state dropout (as `BertForSequenceClassification` falls back), else `default`."""
     rate = _first_rate(encoder_config, CLASSIFIER_DROPOUT_NAMES)
     return hidden_dropout(encoder_config, default) if rate is None else rate
+
+
+def max_positions(encoder_config) -> int | None:
+    """The longest sequence the encoder embeds, or None without a limit (XLNet's relative positions report -1)."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None

@@ -7,6 +7,7 @@ import torch
 from transformers.utils import logging
 
 from ..errors import HfMtlError, LabelError
+from .encoder_settings import max_positions
 
 
 logger = logging.get_logger(__name__)
@@ -58,12 +59,6 @@ def check_model_inputs(model, input_ids, attention_mask, inputs_embeds, labels) 
             f"`labels` must be a torch.Tensor, got {type(labels).__name__}; map label names to ids with the task's "
             "`label2id` and batch with `MultiTaskCollator`."
         )
-
-
-def max_positions(encoder_config) -> int | None:
-    """The longest sequence the encoder embeds, or None without a limit (XLNet's relative positions report -1)."""
-    positions = getattr(encoder_config, "max_position_embeddings", None)
-    return positions if isinstance(positions, int) and positions > 0 else None
 
 
 def check_tokenizer_fits_model(tokenizer, model, max_length: int) -> int:
