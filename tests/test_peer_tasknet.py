@@ -254,12 +254,13 @@ def test_finished_seeds_are_reused_and_aggregated(tmp_path):
     assert "| `slots` | f1 |" in (out / "peer.md").read_text()
 
 
-def test_a_finished_seed_of_another_budget_is_not_reused(tmp_path):
+@pytest.mark.parametrize("change", [["--epochs", "1"], ["--tasks", "sst2,intent,slots,stsb"]], ids=["budget", "part"])
+def test_a_finished_seed_of_another_budget_or_part_of_the_suite_is_not_reused(tmp_path, change):
     data, out = _tiny_data(tmp_path / "data"), tmp_path / "out"
     out.mkdir()
     (out / "seed1.json").write_text(json.dumps(_record(1, SCORES_1, 100.0)))
     with pytest.raises(SystemExit, match="--force"):
-        peer.main(["--data", str(data), "--seeds", "1", "--epochs", "1", "--output-dir", str(out)])
+        peer.main(["--data", str(data), "--seeds", "1", *change, "--output-dir", str(out)])
     assert not (out / "peer.json").exists()
 
 
@@ -287,11 +288,3 @@ def test_unknown_or_no_tasks_are_refused_with_the_choices(tmp_path, capsys, task
     with pytest.raises(SystemExit):
         peer.parse_args(["--data", str(tmp_path), "--tasks", tasks])
     assert "choose from sst2, ner, intent, slots, stsb" in capsys.readouterr().err
-
-
-def test_a_finished_seed_of_the_whole_suite_is_not_reused_for_a_part(tmp_path):
-    data, out = _tiny_data(tmp_path / "data"), tmp_path / "out"
-    out.mkdir()
-    (out / "seed1.json").write_text(json.dumps(_record(1, SCORES_1, 100.0)))
-    with pytest.raises(SystemExit, match="--force"):
-        peer.main(["--data", str(data), "--seeds", "1", "--tasks", "sst2,intent,slots,stsb", "--output-dir", str(out)])
