@@ -575,8 +575,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=",".join(TASK_ORDER),
                         help=f"comma-separated dev-suite tasks to train together (default: all of {', '.join(TASK_ORDER)})")
     args = parser.parse_args(argv)
-    args.task_list = [name for name in TASK_ORDER if name in {t.strip() for t in args.tasks.split(",") if t.strip()}]
-    unknown = sorted({t.strip() for t in args.tasks.split(",") if t.strip()} - set(TASK_ORDER))
+    named = {name.strip() for name in args.tasks.split(",") if name.strip()}
+    args.task_list = [name for name in TASK_ORDER if name in named]
+    unknown = sorted(named - set(TASK_ORDER))
     if unknown or not args.task_list:
         parser.error(f"--tasks {args.tasks!r}: unknown task(s) {unknown or '(none given)'}; choose from "
                      f"{', '.join(TASK_ORDER)}")
