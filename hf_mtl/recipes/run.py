@@ -23,6 +23,7 @@ from ..evaluation.metrics import METRICS_BY_TYPE
 from ..modeling_multitask import MultiTaskModel
 from ..sharing.base import BackboneLayoutError
 from ..training.trainer import MultiTaskTrainer
+from ..utils.distributed import end_process_group
 from .data import TaskData, load_recipe_data
 from .loader import RECIPE_MODEL_DEFAULTS, Recipe
 
@@ -260,10 +261,9 @@ def majority_baselines(data: dict[str, TaskData]) -> dict[str, dict[str, float]]
 
 
 def run_training_entry(recipe: Recipe, log: Callable[[str], None] = print) -> int:
-    """`hf-mtl train` and `recipes/train.py`: train, print the per-task results (main process), tear down cleanly
-    under several processes (an open process group can crash the interpreter at exit)."""
-    import torch.distributed as dist
-
+    """`hf-mtl train` and `recipes/train.py`: train, print the per-task results (main process), tear the process
+    group down cleanly under several processes (`end_process_group`)."""
+    finished = False
     try:
         result = train_recipe(recipe, log=log)
         if result.trainer.is_world_process_zero():
@@ -272,7 +272,8 @@ def run_training_entry(recipe: Recipe, log: Callable[[str], None] = print) -> in
                 others = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if name != main)
                 log(f"  {task:<16} {main} {metrics[main]:.4f}   ({others})")
             log(f"hf-mtl: saved to {result.output_dir} ({', '.join(sorted(p.name for p in result.files.values()))})")
+        del result  # the trainer holds the process group; end_process_group collects it
+        finished = True
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group(wait_for_others=finished)
     return 0

@@ -53,23 +53,23 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
     from ...recipes import load_recipe
     from ...recipes.transfer_report import run_transfer_report
+    from ...utils.distributed import end_process_group
 
     recipe = load_recipe(args.recipe, recipe_overrides(args))
     seeds = args.seeds or [int(recipe.training.get("seed", 42))]
     output_dir = None
     if args.output_dir:
         output_dir = args.output_dir
+    finished = False
     try:
         report = run_transfer_report(recipe, seeds, output_dir=output_dir, runs_dir=args.runs_dir, jobs=args.jobs,
                                      reuse_any_code=args.reuse_any_code, retrain=args.retrain,
                                      save_model=not args.no_model)
+        finished = True
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group(wait_for_others=finished)
     for row in report["rows"]:
         spread = f" ± {row['delta_std']:.4f}" if row["delta_std"] is not None else ""
         print(f"  {row['task']:<16} {row['metric']:<9} single {row['single']:.4f}  multi {row['multi']:.4f}  "
