@@ -86,9 +86,9 @@ class MultiTaskConfig(PreTrainedConfig):
             instead of padded to the longest row: one encoder call over about the batch's real tokens, the same loss
             and gradients up to float rounding (see `hf_mtl.sharing.row_packing`; a dev-suite step's encoder pass
             0.70x of two length-sorted calls). For encoders with absolute positions and eager or SDPA attention
-            (BERT, RoBERTa, XLM-R, ELECTRA); others use `encoder_length_buckets`. Applies to the schemes that run the
-            encoder once per batch (`hard`, `shared_private`); not in eval mode (except the heads' refinement stage),
-            while tracing, or when per-layer outputs are requested.
+            (BERT, RoBERTa, XLM-R, ELECTRA); others use `encoder_length_buckets`. Applies to `hard`, `shared_private`,
+            `hierarchical` and `lora` sharing; not in eval mode (except the heads' refinement stage), while tracing,
+            or when per-layer outputs are requested.
         encoder_length_buckets (`int`, *optional*, defaults to 2):
             Where rows are not packed (`encoder_packing=False`, or an encoder that cannot take packed rows), in
             training, up to this many encoder calls per batch, on rows sorted by length, each cut to its own
