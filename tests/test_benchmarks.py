@@ -187,3 +187,18 @@ def test_task_scaling_script(tmp_path):
     assert "| K | per_task_static | mixed_static | mixed_rep_norm | mixed_pcgrad |" in markdown
     assert markdown.count(" MiB (") == 8 and "Flatness" in markdown
     assert (tmp_path / "task_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_new_task_few_shot_finetune_table_shares_the_full_tables_fine_tuning():
+    """`few_shot_finetune` is `full` on k examples and fewer steps; `full` keeps its config, so its runs are reused."""
+    from dataclasses import asdict
+
+    from benchmarks.new_task_transfer import table_configs
+
+    tables = {name: asdict(config) for name, config in table_configs([1, 2], 1600, 200, 500, few_shot_steps=80).items()}
+    few, full = tables["few_shot_finetune"], tables["full"]
+    assert (few["shots"], few["steps"], full["shots"], full["steps"]) == ([16, 64], 80, [1600], 200)
+    assert {k: v for k, v in few.items() if k not in ("shots", "steps")} == {
+        k: v for k, v in full.items() if k not in ("shots", "steps")}
+    assert full["lr_scheduler_type"] == "linear" and tables["full_constant"]["lr_scheduler_type"] == "constant"
+    assert tables["few_shot"]["optimizer"] == "sgd" and tables["few_shot"]["steps"] == 10
