@@ -100,11 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         "record": record,
     }
     (out / f"rank{rank}.json").write_text(json.dumps(result))
-    if world_size > 1:  # without a clean teardown gloo runs sometimes end with rc=1 after success
-        dist.barrier()
-        dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hf_mtl.utils.distributed import end_process_group
+
+    code = main()
+    end_process_group()  # with the trainer gone: a group left to interpreter exit can abort a finished rank
+    sys.exit(code)

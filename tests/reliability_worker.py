@@ -27,6 +27,7 @@ from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskT
 from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.training.checkpointing import resolve_resume_checkpoint
 from hf_mtl.training.non_finite import NonFiniteLossError
+from hf_mtl.utils.distributed import end_process_group
 
 
 TASKS = ["sentiment", "rating", "entities", "topics"]
@@ -154,7 +155,6 @@ def _ddp_nonfinite(config: dict, tokenizer, data) -> None:
         report[policy] = entry
         dist.barrier()
     Path(config["output_dir"], f"rank{dist.get_rank()}.json").write_text(json.dumps(report))
-    dist.destroy_process_group()
 
 
 def main(config_path: str) -> None:
@@ -172,3 +172,4 @@ def main(config_path: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    end_process_group()  # with the trainers gone: a group left to interpreter exit can abort a finished rank

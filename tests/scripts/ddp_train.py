@@ -26,6 +26,7 @@ from transformers import AutoTokenizer, BertConfig
 from hf_mtl import MultiTaskConfig, MultiTaskModel, MultiTaskTrainer, MultiTaskTrainingArguments
 from hf_mtl.data.demo_data import demo_datasets, demo_tasks
 from hf_mtl.sharing import length_buckets
+from hf_mtl.utils.distributed import end_process_group
 
 
 def main():
@@ -99,11 +100,10 @@ def main():
         result["first_weights"] = model.encoder.embeddings.LayerNorm.weight[:8].tolist()
     with open(os.path.join(output_dir, f"result_rank{rank}.json"), "w") as f:
         json.dump(result, f)
-    # Rank 0 may still be reloading the model: tearing the process group down on one rank alone aborted the other
-    # once in CI ("terminate called without an active exception", SIGABRT after training had finished).
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
     main()
+    # After main's trainer is gone: a barrier (rank 0 may still be reloading the model), then the group is freed
+    # now rather than at interpreter exit, where gloo aborted a finished rank in CI (SIGABRT).
+    end_process_group()

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from transformers import AutoTokenizer
 
 from hf_mtl.data.demo_data import demo_datasets
+from hf_mtl.utils.distributed import end_process_group
 from hf_mtl.weighting import WEIGHTINGS
 from tests.test_precision import PRECISIONS, TASKS, train
 
@@ -48,3 +49,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    end_process_group()  # with the trainers gone: a group left to interpreter exit can abort a finished rank
